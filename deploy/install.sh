@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install SealTrail and everything its tests use, on Debian 12 / Raspberry Pi OS (bookworm).
+#
+#   deploy/install.sh            system packages (sudo if not root), npm tools, ./.venv
+#
+# What it installs and why:
+#   apt:  python3-venv (the package lives in ./.venv; Debian forbids pip into the system),
+#         mosquitto (the MQTT broker the integration tests start on loopback),
+#         nodejs + npm (only to fetch the two tools below)
+#   npm:  solc (solcjs, rebuilds the anchor contract to check the committed artifact),
+#         @foundry-rs/anvil (the local EVM node the ledger integration tests drive)
+#   pip:  this package with its test extras, editable, into ./.venv
+# Re-running it is safe: present things are left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+SOLC_VERSION=0.8.37
+ANVIL_VERSION=1.7.1
+
+step() { printf '==> %s\n' "$*"; }
+
+missing=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install ${missing[*]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v solcjs >/dev/null || [ "$(solcjs --version | cut -d+ -f1)" != "$SOLC_VERSION" ]; then
+    step "npm install -g solc@$SOLC_VERSION"
+    $SUDO npm install -g --silent "solc@$SOLC_VERSION"
+fi
+if ! command -v anvil >/dev/null; then
+    step "npm install -g @foundry-rs/anvil@$ANVIL_VERSION"
+    $SUDO npm install -g --silent "@foundry-rs/anvil@$ANVIL_VERSION"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    step "python3 -m venv .venv"
+    python3 -m venv .venv
+fi
+step "pip install -e .[test] into .venv"
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[test]"
+step "ready: .venv/bin/sealtrail --help"

@@ -1,0 +1,111 @@
+"""The agent: sources -> bounded queue -> ingest (sign + commit) -> journal -> consumers.
+
+Shaped like Telegraf/Vector: sources only decode and emit; ingest is the single writer that
+turns drafts into signed records in group commits (one fsync for everything queued); rules and
+sinks are consumers that each read the journal from their own cursor. The only in-memory queue
+is bounded, so a flooding source is slowed down instead of growing memory, and nothing is
+acknowledged before it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from edge_agent.journal import Draft, Journal
+from edge_agent.tail import JournalTail
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    name: str
+
+    async def run(self, emit: Callable[[Draft], Awaitable[None]]) -> None: ...
+
+
+class Consumer(Protocol):
+    name: str
+
+    async def run(self, tail: JournalTail) -> None: ...
+
+
+class Agent:
+    def __init__(self, journal: Journal, sources: Sequence[Source],
+                 consumers: Sequence[Consumer], *, queue_size: int = 1024,
+                 max_group: int = 512, settle_timeout_s: float = 10.0):
+        self.journal = journal
+        self.sources = list(sources)
+        self.consumers = list(consumers)
+        self.queue: asyncio.Queue[Draft] = asyncio.Queue(queue_size)
+        self.max_group = max_group
+        self.settle_timeout_s = settle_timeout_s
+        self.tail = JournalTail(journal.head()[0])
+        self.ingested = 0
+        self.started = asyncio.Event()
+
+    async def emit(self, draft: Draft) -> None:
+        """What sources call: waits while the queue is full (that is the backpressure)."""
+        await self.queue.put(draft)
+
+    async def _ingest(self) -> None:
+        while True:
+            group = [await self.queue.get()]
+            while len(group) < self.max_group and not self.queue.empty():
+                group.append(self.queue.get_nowait())
+            await self._commit(group)
+
+    async def _commit(self, group: list[Draft]) -> None:
+        stored = self.journal.append(group)
+        self.ingested += len(stored)
+        await self.tail.advanced(stored[-1].seq)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then stop sources, commit what they emitted, let consumers
+        catch up with the head, and return."""
+        source_tasks = [asyncio.create_task(s.run(self.emit), name=s.name) for s in self.sources]
+        ingest = asyncio.create_task(self._ingest(), name="ingest")
+        consumer_tasks = [asyncio.create_task(c.run(self.tail), name=c.name)
+                          for c in self.consumers]
+        everything = [*source_tasks, ingest, *consumer_tasks]
+        self.started.set()
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([stopper, *everything],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            await _cancel(source_tasks)
+            await _cancel([ingest])
+            leftover = []
+            while not self.queue.empty():
+                leftover.append(self.queue.get_nowait())
+            if leftover:
+                await self._commit(leftover)
+            await self._settle(consumer_tasks)
+        finally:
+            stopper.cancel()
+            await _cancel(everything)
+
+    async def _settle(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Give consumers that keep up with the head (rules, alert sinks) time to reach it."""
+        names = [c.name for c in self.consumers if getattr(c, "settles", True)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_timeout_s
+        while any(self.journal.cursor(n) < self.tail.head for n in names):
+            if loop.time() > deadline or all(t.done() for t in tasks):
+                log.warning("shutdown: consumers still behind the head; they resume on restart")
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

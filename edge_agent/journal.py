@@ -1,0 +1,285 @@
+"""The journal: one SQLite file holding the signed chain, sink cursors, rule state and batches.
+
+It is the only durable point of the agent, so everything that must survive a power cut together
+is written in one transaction: a record's seq, its prev link and its row (a gap or a fork is then
+impossible), and a consumer's cursor together with what it produced from the records it read
+(rule state with the alerts it raised; a batch with the anchor cursor). Consumers re-reading
+from their cursor after a crash is what makes delivery at-least-once without bookkeeping
+elsewhere.
+
+WAL mode lets sinks read while ingest writes; synchronous=FULL by default because gateways lose
+power without warning and an acknowledged reading must not vanish.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_agent.keys import public_hex
+from ledger_client.records import GENESIS_PREV, VERSION, record_hash, sign_record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY, t_ms INTEGER NOT NULL, kind TEXT NOT NULL, src TEXT NOT NULL,
+    hash BLOB NOT NULL, signed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (seq INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_seq INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, tree_size INTEGER NOT NULL,
+    root BLOB NOT NULL, status TEXT NOT NULL, closed_ms INTEGER NOT NULL, reason TEXT NOT NULL,
+    nonce INTEGER, raw_tx BLOB, tx_hash BLOB, chain_id INTEGER, contract TEXT,
+    block_number INTEGER, block_hash BLOB, log_index INTEGER);
+"""
+
+BATCH_FIELDS = ("batch_seq", "first_seq", "tree_size", "root", "status", "closed_ms", "reason",
+                "nonce", "raw_tx", "tx_hash", "chain_id", "contract", "block_number",
+                "block_hash", "log_index")
+
+
+class JournalError(Exception):
+    """The journal file belongs to another gateway or key, or is not a SealTrail journal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A reading or alert before the journal gives it a seq, a link and a signature."""
+
+    t_ms: int
+    kind: str
+    src: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A committed record: its signed bytes are the truth; the other fields are indexes."""
+
+    seq: int
+    t_ms: int
+    kind: str
+    src: str
+    hash: bytes
+    signed: bytes
+
+    def record(self) -> dict[str, Any]:
+        return json.loads(self.signed)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    batch_seq: int
+    first_seq: int
+    tree_size: int
+    root: bytes
+    status: str  # built -> signed -> sent -> anchored
+    closed_ms: int
+    reason: str
+    nonce: int | None = None
+    raw_tx: bytes | None = None
+    tx_hash: bytes | None = None
+    chain_id: int | None = None
+    contract: str | None = None
+    block_number: int | None = None
+    block_hash: bytes | None = None
+    log_index: int | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.tree_size - 1
+
+
+class Journal:
+    """Single-writer journal; safe to share between threads (one lock around the connection)."""
+
+    def __init__(self, path: str | Path, *, gateway_id: str, key: Ed25519PrivateKey,
+                 synchronous: str = "FULL"):
+        if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self.gateway_id = gateway_id
+        self._key = key
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.executescript(SCHEMA)
+        self._bind_identity()
+
+    def _bind_identity(self) -> None:
+        """Tie the file to one gateway id and key: a chain signed by two keys verifies by none."""
+        wanted = {"gateway_id": self.gateway_id, "public_key": public_hex(self._key)}
+        with self._lock:
+            have = dict(self._db.execute("SELECT key, value FROM meta"))
+            for name, value in wanted.items():
+                if name not in have:
+                    self._db.execute("INSERT INTO meta VALUES (?, ?)", (name, value))
+                elif have[name] != value:
+                    raise JournalError(f"{self.path}: journal {name} is {have[name]!r}, "
+                                       f"but this agent has {value!r}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, drafts: Sequence[Draft], *, cursors: Mapping[str, int] | None = None,
+               state: Mapping[str, str] | None = None) -> list[Stored]:
+        """Sign and commit drafts as the next records, with cursor/state changes, atomically."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = self._append_locked(drafts)
+                self._put_locked(cursors or {}, state or {})
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return stored
+
+    def _append_locked(self, drafts: Sequence[Draft]) -> list[Stored]:
+        row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (row[0], row[1].hex()) if row else (0, GENESIS_PREV)
+        stored = []
+        for draft in drafts:
+            seq += 1
+            _, signed = sign_record({
+                "v": VERSION, "gw": self.gateway_id, "seq": seq, "t_ms": draft.t_ms,
+                "kind": draft.kind, "src": draft.src, "body": draft.body, "prev": prev,
+            }, self._key)
+            digest = record_hash(signed)
+            stored.append(Stored(seq, draft.t_ms, draft.kind, draft.src, digest, signed))
+            prev = digest.hex()
+        self._db.executemany(
+            "INSERT INTO records (seq, t_ms, kind, src, hash, signed) VALUES (?, ?, ?, ?, ?, ?)",
+            [(s.seq, s.t_ms, s.kind, s.src, s.hash, s.signed) for s in stored])
+        alerts = [(s.seq, d.body["alert_id"]) for s, d in zip(stored, drafts, strict=True)
+                  if d.kind == "alert"]
+        if alerts:
+            self._db.executemany("INSERT INTO alerts (seq, alert_id) VALUES (?, ?)", alerts)
+        return stored
+
+    def _put_locked(self, cursors: Mapping[str, int], state: Mapping[str, str]) -> None:
+        if cursors:
+            self._db.executemany(
+                "INSERT INTO cursors VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq", list(cursors.items()))
+        if state:
+            self._db.executemany(
+                "INSERT INTO state VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", list(state.items()))
+
+    def commit(self, *, cursors: Mapping[str, int] | None = None,
+               state: Mapping[str, str] | None = None) -> None:
+        """Move cursors / save state with no new record (a consumer that produced nothing)."""
+        self.append((), cursors=cursors, state=state)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, bytes | None]:
+        row = self._one("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
+        return (row[0], row[1]) if row else (0, None)
+
+    def read_after(self, seq: int, limit: int = 1000) -> list[Stored]:
+        return self._stored("SELECT seq, t_ms, kind, src, hash, signed FROM records "
+                            "WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+
+    def alerts_after(self, seq: int, limit: int = 1000) -> list[Stored]:
+        return self._stored("SELECT r.seq, r.t_ms, r.kind, r.src, r.hash, r.signed FROM alerts a "
+                            "JOIN records r ON r.seq = a.seq WHERE a.seq > ? ORDER BY a.seq "
+                            "LIMIT ?", (seq, limit))
+
+    def range(self, first: int, last: int) -> list[Stored]:
+        return self._stored("SELECT seq, t_ms, kind, src, hash, signed FROM records "
+                            "WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
+
+    def get(self, seq: int) -> Stored | None:
+        found = self.range(seq, seq)
+        return found[0] if found else None
+
+    def alert_seq(self, alert_id: str) -> int | None:
+        row = self._one("SELECT seq FROM alerts WHERE alert_id = ?", (alert_id,))
+        return row[0] if row else None
+
+    def cursor(self, name: str) -> int:
+        row = self._one("SELECT seq FROM cursors WHERE name = ?", (name,))
+        return row[0] if row else 0
+
+    def state(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM state WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _stored(self, sql: str, args: tuple[Any, ...]) -> list[Stored]:
+        with self._lock:
+            return [Stored(*row) for row in self._db.execute(sql, args)]
+
+    def iter_signed(self, first: int = 1, chunk: int = 5000) -> Iterable[bytes]:
+        """Every record's signed bytes from `first` on, in chunks so memory stays flat."""
+        seq = first - 1
+        while batch := self.read_after(seq, chunk):
+            for stored in batch:
+                yield stored.signed
+            seq = batch[-1].seq
+
+    # -- anchoring batches -----------------------------------------------------------------
+
+    def add_batch(self, first_seq: int, tree_size: int, root: bytes, *, closed_ms: int,
+                  reason: str, cursor: str) -> Batch:
+        """Record a closed batch and move the batcher's cursor past it, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT MAX(batch_seq) FROM batches").fetchone()
+                batch = Batch((row[0] or 0) + 1, first_seq, tree_size, root, "built",
+                              closed_ms, reason)
+                self._db.execute(
+                    "INSERT INTO batches (batch_seq, first_seq, tree_size, root, status, "
+                    "closed_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (batch.batch_seq, first_seq, tree_size, root, "built", closed_ms, reason))
+                self._put_locked({cursor: first_seq + tree_size - 1}, {})
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return batch
+
+    def update_batch(self, batch_seq: int, **fields: Any) -> None:
+        unknown = set(fields) - set(BATCH_FIELDS[4:])
+        if unknown:
+            raise ValueError(f"not batch fields: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE batches SET {assignments} WHERE batch_seq = ?",
+                             (*fields.values(), batch_seq))
+
+    def batches(self, *, unanchored_only: bool = False) -> list[Batch]:
+        where = "WHERE status != 'anchored'" if unanchored_only else ""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(BATCH_FIELDS)} FROM batches {where} "
+                                    "ORDER BY batch_seq").fetchall()
+        return [Batch(*row) for row in rows]
+
+    def batch(self, batch_seq: int) -> Batch | None:
+        return self._batch_where("batch_seq = ?", (batch_seq,))
+
+    def batch_for(self, seq: int) -> Batch | None:
+        """The batch whose seq range holds record `seq`, if it has been closed."""
+        return self._batch_where("first_seq <= ? AND first_seq + tree_size > ?", (seq, seq))
+
+    def _batch_where(self, where: str, args: tuple[Any, ...]) -> Batch | None:
+        row = self._one(f"SELECT {', '.join(BATCH_FIELDS)} FROM batches WHERE {where}", args)
+        return Batch(*row) if row else None

@@ -1,0 +1,209 @@
+"""Signed, hash-chained records: the one format readings and alerts share.
+
+The format is the contract in DESIGN.md "Records". Records hold integers only (no floats), so
+RFC 8785 (JCS) canonical form is sorted-key compact UTF-8 JSON, which the C JSON encoder produces
+quickly. Two invariants make that equality hold and are enforced here rather than trusted:
+every number is an integer within +/-(2**53 - 1) (JCS serialises numbers as IEEE doubles), and
+every object key is ASCII (JCS sorts keys by UTF-16 code units, Python by code points; the two
+orders agree on ASCII).
+
+This module lives in ledger_client, not edge_agent, because customs verifies records with no
+gateway code at all; the agent imports it, never the other way round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+VERSION = 1
+GENESIS_PREV = "0" * 64
+KINDS = frozenset({"gps", "seal", "alert", "status"})
+MAX_SAFE_INT = 2**53 - 1
+FIELDS = ("v", "gw", "seq", "t_ms", "kind", "src", "body", "prev", "sig")
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+)
+
+
+class RecordError(ValueError):
+    """A record that is malformed or does not verify; `seq` and `field` say where."""
+
+    def __init__(self, message: str, *, seq: int | None = None, field: str | None = None):
+        where = []
+        if seq is not None:
+            where.append(f"seq {seq}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.seq = seq
+        self.field = field
+
+
+def check_json_value(value: Any, path: str = "body") -> None:
+    """Refuse anything whose JCS form would differ from sorted compact JSON.
+
+    Called on every body before signing, so a float slipping in from a decoder is a loud error
+    at the source instead of a record that a JCS verifier elsewhere would reject.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return
+        raise RecordError(f"{path}: integer {value} is outside +/-(2**53-1)", field=path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise RecordError(f"{path}: object keys must be ASCII strings, got {key!r}",
+                                  field=path)
+            check_json_value(item, f"{path}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_json_value(item, f"{path}[{i}]")
+        return
+    raise RecordError(f"{path}: {type(value).__name__} is not allowed (integers only, no floats)",
+                      field=path)
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    """Canonical bytes (RFC 8785 for integer-only JSON) of a record or any JSON object."""
+    return _encoder.encode(obj).encode("utf-8")
+
+
+def record_hash(signed: bytes) -> bytes:
+    """SHA-256 of a record's signed bytes: what the next record's `prev` names."""
+    return hashlib.sha256(signed).digest()
+
+
+def sign_record(unsigned: dict[str, Any], key: Ed25519PrivateKey) -> tuple[dict[str, Any], bytes]:
+    """Sign a record (all fields but `sig`); returns the record and its signed bytes.
+
+    The body is validated first, so nothing unsignable ever reaches the journal.
+    """
+    check_json_value(unsigned.get("body"))
+    sig = key.sign(canonical(unsigned)).hex()
+    record = dict(unsigned, sig=sig)
+    return record, canonical(record)
+
+
+def parse(signed: bytes) -> dict[str, Any]:
+    """Parse signed bytes, insisting they are already in canonical form.
+
+    Accepting a non-canonical encoding would let two byte strings carry one record, and the
+    Merkle leaf is over the bytes, so the bytes must be the one true form.
+    """
+    try:
+        record = json.loads(signed)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise RecordError("a record must be a JSON object")
+    seq = record.get("seq") if isinstance(record.get("seq"), int) else None
+    try:
+        check_json_value(record, "record")
+    except RecordError as exc:
+        raise RecordError(str(exc), seq=seq) from exc
+    if canonical(record) != signed:
+        raise RecordError("bytes are not in canonical form", seq=seq)
+    return record
+
+
+def check_schema(record: dict[str, Any], gateway_id: str | None = None) -> None:
+    """Check the common fields, naming the first one that is wrong."""
+    seq = record.get("seq") if isinstance(record.get("seq"), int) else None
+    for name in FIELDS:
+        if name not in record:
+            raise RecordError("missing", seq=seq, field=name)
+    extra = sorted(set(record) - set(FIELDS))
+    if extra:
+        raise RecordError("unknown field", seq=seq, field=extra[0])
+    if record["v"] != VERSION:
+        raise RecordError(f"version must be {VERSION}", seq=seq, field="v")
+    if not isinstance(record["gw"], str) or not record["gw"]:
+        raise RecordError("must be a non-empty string", seq=seq, field="gw")
+    if gateway_id is not None and record["gw"] != gateway_id:
+        raise RecordError(f"gateway {record['gw']!r} is not {gateway_id!r}", seq=seq, field="gw")
+    if isinstance(record["seq"], bool) or not isinstance(record["seq"], int) or record["seq"] < 1:
+        raise RecordError("must be an integer >= 1", seq=seq, field="seq")
+    if isinstance(record["t_ms"], bool) or not isinstance(record["t_ms"], int):
+        raise RecordError("must be an integer (Unix ms)", seq=seq, field="t_ms")
+    if record["kind"] not in KINDS:
+        raise RecordError(f"must be one of {sorted(KINDS)}", seq=seq, field="kind")
+    if not isinstance(record["src"], str):
+        raise RecordError("must be a string", seq=seq, field="src")
+    if not isinstance(record["body"], dict):
+        raise RecordError("must be an object", seq=seq, field="body")
+    for name, length in (("prev", 64), ("sig", 128)):
+        value = record[name]
+        if not isinstance(value, str) or len(value) != length or not _is_lower_hex(value):
+            raise RecordError(f"must be {length} lowercase hex digits", seq=seq, field=name)
+
+
+def _is_lower_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def verify_signature(record: dict[str, Any], public_key: Ed25519PublicKey) -> None:
+    """Check `sig` over the record without it; RecordError names the record if it fails."""
+    unsigned = {k: v for k, v in record.items() if k != "sig"}
+    try:
+        public_key.verify(bytes.fromhex(record["sig"]), canonical(unsigned))
+    except (InvalidSignature, ValueError) as exc:
+        raise RecordError("signature does not verify with the gateway key",
+                          seq=record.get("seq"), field="sig") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What a clean chain verification covered."""
+
+    first_seq: int
+    last_seq: int
+    count: int
+    head_hash: bytes
+
+
+def verify_chain(
+    signed_records: Iterable[bytes],
+    public_key: Ed25519PublicKey,
+    *,
+    gateway_id: str | None = None,
+    expect_first_seq: int = 1,
+    prev_hash: bytes | None = None,
+) -> ChainReport:
+    """Verify a contiguous run of signed records; raise at the first broken field or link.
+
+    `prev_hash` is the hash of the record before `expect_first_seq` when verifying a run that
+    does not start at 1 (for seq 1 the genesis value of 64 zeros is required).
+    """
+    expected_seq = expect_first_seq
+    expected_prev = GENESIS_PREV if expect_first_seq == 1 else (prev_hash or b"").hex()
+    count = 0
+    head = b""
+    for signed in signed_records:
+        record = parse(signed)
+        check_schema(record, gateway_id)
+        gateway_id = record["gw"]
+        if record["seq"] != expected_seq:
+            kind = "gap" if record["seq"] > expected_seq else "repeated or out of order"
+            raise RecordError(f"{kind}: expected seq {expected_seq}, found {record['seq']}",
+                              seq=record["seq"], field="seq")
+        verify_signature(record, public_key)
+        if expected_prev and record["prev"] != expected_prev:
+            raise RecordError(f"does not link to seq {expected_seq - 1} "
+                              f"(expected {expected_prev[:16]}…, found {record['prev'][:16]}…)",
+                              seq=record["seq"], field="prev")
+        head = record_hash(signed)
+        expected_prev = head.hex()
+        expected_seq += 1
+        count += 1
+    return ChainReport(expect_first_seq, expected_seq - 1, count, head)
