@@ -28,7 +28,12 @@ class Source(Protocol):
 
 
 class Consumer(Protocol):
+    """Reads the journal from its own cursor. `position` is the last seq it has dealt with
+    (in memory; what it stores as its cursor may lag, e.g. a sink that only stores progress
+    past records it acted on). Consumers with `settles = False` are not waited for at stop."""
+
     name: str
+    position: int
 
     async def run(self, tail: JournalTail) -> None: ...
 
@@ -45,7 +50,6 @@ class Agent:
         self.settle_timeout_s = settle_timeout_s
         self.tail = JournalTail(journal.head()[0])
         self.ingested = 0
-        self.started = asyncio.Event()
 
     async def emit(self, draft: Draft) -> None:
         """What sources call: waits while the queue is full (that is the backpressure)."""
@@ -71,14 +75,15 @@ class Agent:
         consumer_tasks = [asyncio.create_task(c.run(self.tail), name=c.name)
                           for c in self.consumers]
         everything = [*source_tasks, ingest, *consumer_tasks]
-        self.started.set()
         stopper = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait([stopper, *everything],
-                                         return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            running = {stopper, *everything}
+            while not stopper.done():
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stopper and not task.cancelled() and task.exception():
+                        raise task.exception()  # type: ignore[misc]
+                    # a source that simply ended (a finite replay) leaves the others running
             await _cancel(source_tasks)
             await _cancel([ingest])
             leftover = []
@@ -93,10 +98,10 @@ class Agent:
 
     async def _settle(self, tasks: list[asyncio.Task[None]]) -> None:
         """Give consumers that keep up with the head (rules, alert sinks) time to reach it."""
-        names = [c.name for c in self.consumers if getattr(c, "settles", True)]
+        settling = [c for c in self.consumers if getattr(c, "settles", True)]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settle_timeout_s
-        while any(self.journal.cursor(n) < self.tail.head for n in names):
+        while any(c.position < self.tail.head for c in settling):
             if loop.time() > deadline or all(t.done() for t in tasks):
                 log.warning("shutdown: consumers still behind the head; they resume on restart")
                 return

@@ -44,6 +44,7 @@ class RouteRules:
         self.plan_id = plan_id
         self.read_chunk = read_chunk
         self._monitors: dict[str, DeviationMonitor] = {}
+        self.position = journal.cursor(CURSOR)
 
     def _monitor(self, src: str) -> DeviationMonitor:
         monitor = self._monitors.get(src)
@@ -99,14 +100,13 @@ class RouteRules:
         return Draft(event.t_ms, "alert", "rules", body)
 
     async def run(self, tail: JournalTail) -> None:
-        cursor = self.journal.cursor(CURSOR)
         while True:
-            await tail.wait_beyond(cursor)
-            records = self.journal.read_after(cursor, self.read_chunk)
+            await tail.wait_beyond(self.position)
+            records = self.journal.read_after(self.position, self.read_chunk)
             if not records:
                 continue
             alerts = self.evaluate(records)
-            cursor = records[-1].seq
+            self.position = records[-1].seq
             if alerts:
                 for alert in alerts:
                     log.info("alert seq %d: %s", alert.seq, alert.record()["body"]["type"])

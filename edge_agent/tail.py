@@ -23,6 +23,8 @@ class JournalTail:
 
     async def wait_beyond(self, seq: int, timeout: float | None = None) -> bool:
         """Wait until the head passes `seq`; False if `timeout` ran out first."""
+        if self.head > seq:
+            return True
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.head > seq), timeout)

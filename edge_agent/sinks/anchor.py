@@ -55,6 +55,7 @@ class AnchorSink:
         self.account = account
         self.policy = policy or BatchPolicy()
         self._pending_since: float | None = None
+        self.position = journal.cursor(CURSOR)  # last seq inside a closed batch
         self.anchored = asyncio.Event()  # set each time a batch reaches "anchored"
         self.errors = 0
 
@@ -81,6 +82,7 @@ class AnchorSink:
                 break
             closed.append(self._close(cursor + 1, size, reason))
             cursor += size
+            self.position = cursor
             self._pending_since = None if cursor >= head else now
         return closed
 

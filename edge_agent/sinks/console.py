@@ -13,6 +13,8 @@ from typing import Any
 from edge_agent.journal import Journal
 from edge_agent.tail import JournalTail
 
+CHUNK = 500
+
 
 def format_alert(record: dict[str, Any]) -> str:
     body = record["body"]
@@ -34,15 +36,17 @@ class ConsoleSink:
     def __init__(self, journal: Journal, write: Callable[[str], None] = print):
         self.journal = journal
         self.write = write
+        self.position = journal.cursor(self.name)
 
     async def run(self, tail: JournalTail) -> None:
-        cursor = self.journal.cursor(self.name)
+        cursor = self.position
         while True:
             await tail.wait_beyond(cursor)
             head = tail.head  # read before the query: nothing at or below it can be missed
-            alerts = self.journal.alerts_after(cursor, limit=500)
+            alerts = self.journal.alerts_after(cursor, limit=CHUNK)
             for alert in alerts:
                 self.write(format_alert(alert.record()))
-            cursor = alerts[-1].seq if len(alerts) == 500 else max(head, cursor, *(
-                a.seq for a in alerts[-1:]))
-            self.journal.commit(cursors={self.name: cursor})
+            if alerts:  # the stored cursor only needs to move past what was shown
+                self.journal.commit(cursors={self.name: alerts[-1].seq})
+            cursor = alerts[-1].seq if len(alerts) == CHUNK else max(head, cursor)
+            self.position = cursor
