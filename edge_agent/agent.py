@@ -15,8 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from edge_agent.journal import Draft, Journal
+from edge_agent.journal import Draft, Journal, Stored
 from edge_agent.tail import JournalTail
+from ledger_client.records import RecordError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Agent:
         self.settle_timeout_s = settle_timeout_s
         self.tail = JournalTail(journal.head()[0])
         self.ingested = 0
+        self.rejected = 0  # drafts that could not be signed (see _commit_one_by_one)
 
     async def emit(self, draft: Draft) -> None:
         """What sources call: waits while the queue is full (that is the backpressure)."""
@@ -63,9 +65,26 @@ class Agent:
             await self._commit(group)
 
     async def _commit(self, group: list[Draft]) -> None:
-        stored = self.journal.append(group)
+        try:
+            stored = self.journal.append(group)
+        except RecordError:
+            stored = self._commit_one_by_one(group)
+            if not stored:
+                return
         self.ingested += len(stored)
         await self.tail.advanced(stored[-1].seq)
+
+    def _commit_one_by_one(self, group: list[Draft]) -> list[Stored]:
+        """A draft that cannot be signed (a decoder bug: say, a float) must not take the good
+        ones of its group down with it: commit them singly, drop and count the bad one."""
+        stored: list[Stored] = []
+        for draft in group:
+            try:
+                stored += self.journal.append([draft])
+            except RecordError as exc:
+                self.rejected += 1
+                log.error("dropped a %s draft from %s: %s", draft.kind, draft.src, exc)
+        return stored
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop sources, commit what they emitted, let consumers

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Journal
@@ -31,7 +32,7 @@ from edge_agent.rules import RouteRules
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.serial_gps import SerialGpsSource
-from geofences import DeviationParams, load_corridor
+from geofences import Corridor, DeviationParams, load_corridor
 from ledger_client import chain
 from ledger_client.proof import AnchorRef, make_proof
 from ledger_client.verify import VerificationError, verify_record
@@ -133,7 +134,8 @@ async def run_demo(opts: DemoOptions) -> int:
 
 
 async def _drive(opts: DemoOptions, journal: Journal, registry: chain.AnchorRegistry,
-                 submitter, corridor, port: str, sim: subprocess.Popen[str],
+                 submitter: LocalAccount, corridor: Corridor, port: str,
+                 sim: subprocess.Popen[str],
                  started: float) -> int:
     alerts: list[str] = []
 

@@ -89,3 +89,24 @@ def test_tail_wakes_waiters_only_past_their_seq() -> None:
         assert await waiter
 
     asyncio.run(scenario())
+
+
+def test_an_unsignable_draft_is_dropped_and_counted_without_losing_its_group(tmp_path) -> None:
+    journal = Journal(tmp_path / "j.db", gateway_id="gw", key=Ed25519PrivateKey.generate())
+    drafts = _drafts("a", 10)
+    drafts[4] = Draft(1, "gps", "a", {"lat_e7": 1.5})  # a float: not signable
+    source = ListSource("mixed", drafts)
+    agent = Agent(journal, [source], [])
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(agent.run(stop))
+        await source.finished.wait()
+        stop.set()
+        await runner
+
+    asyncio.run(scenario())
+    assert agent.rejected == 1
+    assert journal.head()[0] == 9
+    assert [s.record()["body"]["lat_e7"] for s in journal.read_after(0)] == \
+        [0, 1, 2, 3, 5, 6, 7, 8, 9]
