@@ -12,6 +12,7 @@ from eth_account import Account
 from edge_agent.journal import Draft, Journal
 from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
+from edge_agent.tail import JournalTail
 from ledger_client import chain
 from ledger_client.proof import BatchRoot, verify_log
 
@@ -143,3 +144,30 @@ def test_node_down_leaves_the_batch_built_and_ingest_going(env) -> None:
     sink.registry = env.registry  # the node is back
     _anchor_all(sink)
     assert env.journal.batch(1).status == "anchored"
+
+
+def test_run_loop_anchors_batches_as_records_arrive_and_after_a_dead_node(env) -> None:
+    dead = chain.AnchorRegistry(chain.connect("http://127.0.0.1:9", poa=False),
+                                env.registry.address)
+    sink = AnchorSink(env.journal, dead, env.account,
+                      BatchPolicy(max_leaves=8, max_age_s=3600, poll_s=0.05,
+                                  backoff_s=(0.01, 0.05)))
+
+    async def scenario() -> None:
+        tail = JournalTail(env.journal.head()[0])
+        runner = asyncio.create_task(sink.run(tail))
+        env.readings(8)
+        await tail.advanced(8)
+        while sink.errors < 2:  # the node is down: the loop keeps retrying with backoff
+            await asyncio.wait_for(tail.wait_beyond(tail.head, timeout=0.05), 5)
+        sink.registry = env.registry  # the node is back
+        await asyncio.wait_for(sink.anchored.wait(), 10)
+        sink.anchored.clear()
+        env.readings(8)
+        await tail.advanced(16)
+        await asyncio.wait_for(sink.anchored.wait(), 10)
+        runner.cancel()
+
+    asyncio.run(scenario())
+    assert [b.status for b in env.journal.batches()] == ["anchored", "anchored"]
+    assert env.registry.gateway(GW).last_batch == 2

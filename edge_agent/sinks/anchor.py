@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class BatchPolicy:
     close_on_critical: bool = True
     confirmations: int = 0
     gas_price_wei: int | None = None  # None: ask the node; 0 on free-gas consortium networks
+    poll_s: float = 1.0  # how often an in-flight transaction is looked up on the ledger
     backoff_s: tuple[float, float] = (0.5, 60.0)
 
 
@@ -163,27 +165,31 @@ class AnchorSink:
     # -- loop ------------------------------------------------------------------------------
 
     async def run(self, tail: JournalTail) -> None:
+        """New records only drive batch closing; the ledger is asked when a batch has just
+        closed or an in-flight one is due for its next poll, never once per reading."""
         delay = self.policy.backoff_s[0]
+        next_poll = 0.0  # at start, look at whatever a previous run left unanchored
         while True:
-            self.close_due_batches(tail.head)
-            try:
-                idle = await self.submit_pending()
-                delay = self.policy.backoff_s[0]
-            except AnchorConflict:
-                raise
-            except Exception as exc:  # node down, timeout, rejected tx: retry, keep ingesting
-                self.errors += 1
-                log.warning("anchoring: %s: %s; retrying in %.1fs", type(exc).__name__, exc,
-                            delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.policy.backoff_s[1])
-                continue
-            wait = self.policy.max_age_s if idle else 0.5
+            closed = self.close_due_batches(tail.head)
+            if closed or time.monotonic() >= next_poll:
+                try:
+                    idle = await self.submit_pending()
+                    delay = self.policy.backoff_s[0]
+                except AnchorConflict:
+                    raise
+                except Exception as exc:  # node down, timeout, rejected tx: retry, keep ingesting
+                    self.errors += 1
+                    log.warning("anchoring: %s: %s; retrying in %.1fs", type(exc).__name__,
+                                exc, delay)
+                    next_poll = time.monotonic() + delay * random.uniform(0.8, 1.2)
+                    delay = min(delay * 2, self.policy.backoff_s[1])
+                else:
+                    next_poll = math.inf if idle else time.monotonic() + self.policy.poll_s
+            now = time.monotonic()
+            wait = next_poll - now
             if self._pending_since is not None:
-                wait = min(wait, max(0.05, self._pending_since + self.policy.max_age_s
-                                     - time.monotonic()))
-            cursor = self.journal.cursor(CURSOR)
-            await tail.wait_beyond(max(cursor, tail.head), timeout=wait)
+                wait = min(wait, self._pending_since + self.policy.max_age_s - now)
+            await tail.wait_beyond(tail.head, timeout=max(0.05, min(wait, 3600.0)))
 
     async def flush(self, head: int) -> None:
         """Close and anchor everything up to `head` (graceful shutdown, demo)."""
