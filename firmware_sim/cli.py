@@ -1,4 +1,4 @@
-"""``sealtrail sim gps``: run a simulated NMEA GPS receiver on a pseudo-terminal or serial port.
+"""``sealtrail sim``: simulated sensor firmware; this module mounts the group and runs ``sim gps``.
 
 The agent's CLI mounts this group with ``add_parser(subparsers)``; the module also runs on its
 own (``python -m firmware_sim.cli sim gps ...``) because the simulator stands for independent
@@ -15,11 +15,15 @@ import sys
 import termios
 import threading
 import tty
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+from firmware_sim.cli_fleet import add_parsers
+from firmware_sim.gnss import ClockSkew, Conditions, Jamming, Window
 from firmware_sim.gps import GpsReceiver, epochs_per_pass
+from firmware_sim.motion import Motion, Stop
+from firmware_sim.nmea import SENTENCES
 from firmware_sim.pty import PtyPair
 from firmware_sim.route import PositionNoise, Route
 
@@ -38,7 +42,7 @@ examples:
   sealtrail sim gps --device /dev/ttyUSB1 --baud 9600          # feed a real gateway
   sealtrail sim gps --fast --device - | head                   # inspect the sentences
 
-Each epoch is a GGA followed by an RMC (talker GN, u-blox style formats). In real time the
+Each epoch is GGA, RMC, VTG, GSA, GST (talker GN, u-blox style; --sentences picks). In real time the
 fix time is the UTC wall clock at emission; epochs written while nobody has the pty open are
 dropped, like a receiver talking to an unconnected cable. --fast waits for a reader, then
 writes as fast as it drains, with fix times t0, t0 + 1/rate, ...
@@ -53,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Simulated sensor firmware that drives a real agent through real ports.",
     )
     sim.set_defaults(func=lambda _args: _missing_subcommand(sim))
-    sim_sub = sim.add_subparsers(dest="sim_command", metavar="DEVICE")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="COMMAND")
     gps = sim_sub.add_parser(
         "gps",
         help="NMEA 0183 GPS receiver following a GeoJSON route",
@@ -141,7 +145,63 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="SECONDS",
         help="keep the pty open this long after the last epoch so the reader drains it (default 1)",
     )
+    gps.add_argument(
+        "--sentences",
+        default=",".join(SENTENCES),
+        metavar="LIST",
+        help="sentences per epoch, comma-separated, sent in the order GGA,RMC,VTG,GSA,GST "
+        "(default: all five)",
+    )
+    gps.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        type=_pair("AT_M:SECONDS", 2),
+        metavar="AT_M:S",
+        help="stand still S seconds once AT_M metres along the route (repeatable)",
+    )
+    gps.add_argument(
+        "--dropout",
+        action="append",
+        default=[],
+        type=_pair("START_S:SECONDS", 2),
+        metavar="START:S",
+        help="no fix for S seconds from START (a tunnel; repeatable)",
+    )
+    gps.add_argument(
+        "--jamming",
+        action="append",
+        default=[],
+        type=_pair("START_S:SECONDS[:RAMP_S]", 3),
+        metavar="START:S[:RAMP]",
+        help="jamming from START for S seconds: RAMP s of degradation (default 10), "
+        "no fix, RAMP s of recovery (repeatable)",
+    )
+    gps.add_argument(
+        "--clock-skew-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="the receiver's UTC is off by MS milliseconds (default 0)",
+    )
     gps.set_defaults(func=run_sim_gps)
+    add_parsers(sim_sub)
+
+
+def _pair(form: str, most: int) -> Callable[[str], tuple[float, ...]]:
+    """An argparse type for ``a:b[:c]`` numbers, with a message showing the expected form."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            parts = tuple(float(x) for x in text.split(":"))
+        except ValueError:
+            parts = ()
+        if not 2 <= len(parts) <= most:
+            raise argparse.ArgumentTypeError(f"expected {form}, got {text!r}")
+        return parts
+
+    parse.__name__ = form
+    return parse
 
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
@@ -201,6 +261,20 @@ def run_sim_gps(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         _err(f"cannot load route: {exc}")
         return 2
+    try:
+        motion = Motion(route, stops=[Stop(a, d) for a, d in args.stop])
+        conditions = Conditions(
+            dropouts=tuple(Window(a, d) for a, d in args.dropout),
+            jamming=tuple(Jamming(Window(j[0], j[1]), *j[2:]) for j in args.jamming),
+            skews=(ClockSkew(args.clock_skew_ms),) if args.clock_skew_ms else (),
+        )
+        sentences = tuple(s.strip().upper() for s in args.sentences.split(",") if s.strip())
+        bad = [s for s in sentences if s not in SENTENCES]
+        if bad or not sentences:
+            raise ValueError(f"--sentences: unknown {bad}; choose from {','.join(SENTENCES)}")
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
     if args.t0_ms is not None and not args.fast:
         _err("--t0-ms only applies with --fast (real time uses the wall clock)")
         return 2
@@ -227,10 +301,14 @@ def run_sim_gps(args: argparse.Namespace) -> int:
                 stop=stop,
                 talker=args.talker,
                 wait_reader=args.wait_reader,
+                motion=motion,
+                conditions=conditions,
+                sentences=sentences,
+                seed=args.seed,
             )
             _err(
-                f"route {route.length_m:.0f} m, {route.duration_s:.1f} s at "
-                f"{args.speed_mps:g} m/s, {epochs_per_pass(route, args.rate_hz)} epochs/pass"
+                f"route {route.length_m:.0f} m, {motion.duration_s:.1f} s at "
+                f"{args.speed_mps:g} m/s, {epochs_per_pass(motion, args.rate_hz)} epochs/pass"
             )
             with _stop_on_sigterm(stop):
                 receiver.run()

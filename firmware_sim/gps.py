@@ -1,4 +1,8 @@
-"""A simulated GNSS receiver: writes GGA + RMC for each epoch of a route to a file descriptor.
+"""A simulated GNSS receiver on its own thread: writes each epoch of a route to a descriptor.
+
+This is the single-device runner behind ``sealtrail sim gps``; the fleet runner (``fleet.py``)
+drives many receivers from one event loop with the same ``FixModel`` and encoder, so a fleet
+truck and a lone receiver with the same settings put the same bytes on the wire.
 
 Two clocks, on purpose:
 
@@ -21,8 +25,11 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from firmware_sim.nmea import SimFix, epoch_bytes
+from firmware_sim.gnss import Conditions, FixModel
+from firmware_sim.motion import Motion
+from firmware_sim.nmea import SENTENCES, SimFix, epoch_bytes
 from firmware_sim.pty import reader_attached
 from firmware_sim.route import PositionNoise, Route
 
@@ -37,8 +44,13 @@ READER_SETTLE_S = 0.2
 opening the port, and anything written in that window would be silently lost."""
 
 
-def epochs_per_pass(route: Route, rate_hz: float) -> int:
-    """Epochs in one pass: t = 0, 1/rate, ... up to and including the last one <= duration."""
+class _HasDuration(Protocol):
+    @property
+    def duration_s(self) -> float: ...
+
+
+def epochs_per_pass(route: _HasDuration, rate_hz: float) -> int:
+    """Epochs in one pass (of a ``Route`` or a ``Motion``): t = 0, 1/rate, ... <= duration."""
     return math.floor(route.duration_s * rate_hz + 1e-9) + 1
 
 
@@ -69,6 +81,10 @@ class GpsReceiver:
         hdop: float = 0.8,
         alt_m: float = 30.0,
         wait_reader: bool = False,
+        motion: Motion | None = None,
+        conditions: Conditions | None = None,
+        sentences: tuple[str, ...] = SENTENCES,
+        seed: int | str | None = None,
     ) -> None:
         if not (math.isfinite(rate_hz) and 0 < rate_hz <= 1000):
             raise ValueError(f"rate_hz must be in (0, 1000], got {rate_hz!r}")
@@ -77,6 +93,17 @@ class GpsReceiver:
         if len(talker) != 2 or not talker.isalpha() or not talker.isupper():
             raise ValueError(f"talker must be two upper-case letters, got {talker!r}")
         self.route = route
+        self.motion = motion if motion is not None else Motion(route)
+        self.model = FixModel(
+            self.motion,
+            noise,
+            conditions or Conditions(),
+            sats=sats,
+            hdop=hdop,
+            alt_m=alt_m,
+            seed=seed,
+        )
+        self.sentences = sentences
         self.fd = fd
         self.rate_hz = float(rate_hz)
         self.realtime = realtime
@@ -87,7 +114,6 @@ class GpsReceiver:
         self.on_epoch = on_epoch
         self.talker = talker
         self.wait_reader = wait_reader or not realtime
-        self.sats, self.hdop, self.alt_m = sats, hdop, alt_m
         # hhmmss.ss cannot tell epochs < 10 ms apart; real receivers switch to 3 decimals too.
         self.time_decimals = 2 if self.rate_hz <= 100 else 3
         self._tick_ms = 10 if self.time_decimals == 2 else 1
@@ -96,9 +122,6 @@ class GpsReceiver:
         self._last_t_ms: int | None = None
 
     def _fix(self, k_in_pass: int, k_total: int) -> SimFix:
-        point = self.route.position_at(k_in_pass / self.rate_hz)
-        if self.noise is not None:
-            point = self.noise.apply(point)
         if self.realtime:
             t_ms = time.time_ns() // 1_000_000
             # Catch-up epochs after a stall must still carry distinct, increasing times or the
@@ -108,16 +131,7 @@ class GpsReceiver:
         else:
             t_ms = self.t0_ms + round(k_total * 1000 / self.rate_hz)
         self._last_t_ms = t_ms
-        return SimFix(
-            t_ms=t_ms,
-            lat=point.lat,
-            lon=point.lon,
-            alt_m=self.alt_m,
-            speed_mps=point.speed_mps,
-            course_deg=point.course_deg,
-            sats=self.sats,
-            hdop=self.hdop,
-        )
+        return self.model.fix(k_total / self.rate_hz, t_ms, route_t_s=k_in_pass / self.rate_hz)
 
     def _wait_until(self, deadline: float) -> bool:
         """Sleep until ``deadline`` (monotonic); False if ``stop`` was set meanwhile."""
@@ -184,7 +198,7 @@ class GpsReceiver:
     def _run(self) -> None:
         if self.wait_reader and not self._wait_for_reader():
             return
-        per_pass = epochs_per_pass(self.route, self.rate_hz)
+        per_pass = epochs_per_pass(self.motion, self.rate_hz)
         start = time.monotonic()
         k_total = 0
         passes = 0
@@ -196,7 +210,7 @@ class GpsReceiver:
                 elif self.stop.is_set():
                     return
                 fix = self._fix(k, k_total)
-                data = epoch_bytes(fix, self.talker, self.time_decimals)
+                data = epoch_bytes(fix, self.talker, self.time_decimals, self.sentences)
                 ok = self._write_realtime(data) if self.realtime else self._write_blocking(data)
                 k_total += 1
                 if not ok:

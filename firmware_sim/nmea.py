@@ -1,4 +1,4 @@
-"""NMEA 0183 sentence encoding for the simulated GPS receiver.
+"""NMEA 0183 sentence encoding for the simulated GPS receiver (GGA, RMC, VTG, GSA, GST).
 
 This module plays the role of receiver firmware, so it deliberately shares no code with the
 agent's decoder (``edge_agent.sources.nmea``): if both sides used one codec, a bug in it would
@@ -7,7 +7,10 @@ be invisible to every round-trip test. Formats follow what u-blox-class receiver
 * latitude ``ddmm.mmmmm`` + ``N``/``S``, longitude ``dddmm.mmmmm`` + ``E``/``W``
   (five decimals of minutes ~ 1.9 cm, so rounding never hides a centimetre-scale bug),
 * UTC time ``hhmmss.ss``, date ``ddmmyy``, speed in knots, course over ground in degrees,
-* ``$<payload>*<XOR checksum, two upper-case hex digits>\\r\\n`` framing.
+* ``$<payload>*<XOR checksum, two upper-case hex digits>\\r\\n`` framing,
+* an epoch is GGA, RMC, VTG, GSA, GST in that order (any of the last three may be left out);
+  without a fix every sentence is still sent with empty position fields, and the time is
+  kept once the receiver has had a first fix (``time_valid``), which is how a tunnel looks.
 
 Everything here is pure string building; writing to a port is ``gps.py``'s job.
 """
@@ -42,6 +45,24 @@ class SimFix:
     sats: int = 12
     hdop: float = 0.8
     geoid_sep_m: float = 14.0
+    time_valid: bool = True
+    """False until the receiver's first fix: time and date fields are then left empty."""
+    pdop: float = 1.4
+    vdop: float = 1.1
+    prns: tuple[int, ...] = ()
+    """Satellites used (GSA); at most 12 are written, the NMEA 2.3 field count."""
+    std_lat_m: float = 0.5
+    std_lon_m: float = 0.5
+    std_alt_m: float = 0.8
+    rms_m: float = 0.6
+    semi_major_m: float = 0.55
+    semi_minor_m: float = 0.45
+    orientation_deg: float = 0.0
+
+    @property
+    def has_fix(self) -> bool:
+        """Whether position fields are filled (GGA quality > 0)."""
+        return self.quality != 0
 
 
 def checksum(payload: str) -> str:
@@ -109,6 +130,10 @@ def format_date(t_ms: int) -> str:
     return f"{ts.day:02d}{ts.month:02d}{ts.year % 100:02d}"
 
 
+def _fix_time(fix: SimFix, decimals: int) -> str:
+    return format_time(fix.t_ms, decimals) if fix.time_valid else ""
+
+
 def _hemisphere_fields(fix: SimFix) -> list[str]:
     lat, ns = format_lat(fix.lat)
     lon, ew = format_lon(fix.lon)
@@ -120,7 +145,7 @@ def gga(fix: SimFix, talker: str = "GN", time_decimals: int = 2) -> str:
 
     With ``quality == 0`` the position fields are left empty, as real receivers do before a fix.
     """
-    fields = [f"{talker}GGA", format_time(fix.t_ms, time_decimals)]
+    fields = [f"{talker}GGA", _fix_time(fix, time_decimals)]
     if fix.quality == 0:
         fields += ["", "", "", "", "0", "00", "99.99", "", "", "", ""]
     else:
@@ -153,7 +178,7 @@ def rmc(fix: SimFix, talker: str = "GN", time_decimals: int = 2) -> str:
     Status is ``A`` for any fix quality > 0 and ``V`` (position fields empty) otherwise.
     """
     valid = fix.quality != 0
-    fields = [f"{talker}RMC", format_time(fix.t_ms, time_decimals), "A" if valid else "V"]
+    fields = [f"{talker}RMC", _fix_time(fix, time_decimals), "A" if valid else "V"]
     if valid:
         fields += _hemisphere_fields(fix)
         fields += [
@@ -162,11 +187,91 @@ def rmc(fix: SimFix, talker: str = "GN", time_decimals: int = 2) -> str:
         ]
     else:
         fields += ["", "", "", "", "", ""]
-    fields += [format_date(fix.t_ms), "", "", _MODE_BY_QUALITY.get(fix.quality, "A")]
+    date = format_date(fix.t_ms) if fix.time_valid else ""
+    fields += [date, "", "", _mode(fix)]
     return frame(",".join(fields))
 
 
-def epoch_bytes(fix: SimFix, talker: str = "GN", time_decimals: int = 2) -> bytes:
-    """GGA then RMC of one epoch, as the bytes a receiver puts on the wire."""
-    text = gga(fix, talker, time_decimals) + rmc(fix, talker, time_decimals)
-    return text.encode("ascii")
+def _mode(fix: SimFix) -> str:
+    return _MODE_BY_QUALITY.get(fix.quality, "A")
+
+
+def vtg(fix: SimFix, talker: str = "GN") -> str:
+    """VTG sentence (course true/magnetic, speed in knots and km/h, mode), CRLF-terminated.
+
+    Magnetic course is left empty, as receivers without a declination model do.
+    """
+    if not fix.has_fix:
+        return frame(f"{talker}VTG,,T,,M,,N,,K,N")
+    knots = f"{fix.speed_mps * KNOTS_PER_MPS:.3f}"
+    kmh = f"{fix.speed_mps * 3.6:.3f}"
+    return frame(f"{talker}VTG,{_course(fix.course_deg)},T,,M,{knots},N,{kmh},K,{_mode(fix)}")
+
+
+def gsa(fix: SimFix, talker: str = "GN") -> str:
+    """GSA sentence (NMEA 2.3 layout: auto mode, fix type, 12 PRN fields, PDOP/HDOP/VDOP).
+
+    Fix type is 1 (none) or 3 (3-D); the satellites used are ``fix.prns`` (12 fields at most,
+    as many u-blox units report in one GN sentence).
+    """
+    if not fix.has_fix:
+        return frame(f"{talker}GSA,A,1" + "," * 12 + ",99.99,99.99,99.99")
+    prns = [f"{p:02d}" for p in fix.prns[:12]]
+    prns += [""] * (12 - len(prns))
+    dops = f"{fix.pdop:.2f},{fix.hdop:.2f},{fix.vdop:.2f}"
+    return frame(f"{talker}GSA,A,3,{','.join(prns)},{dops}")
+
+
+def gst(fix: SimFix, talker: str = "GN", time_decimals: int = 2) -> str:
+    """GST sentence: time, RMS of pseudorange residuals, error ellipse semi-major and
+    semi-minor (m), ellipse orientation (deg from true north), then latitude, longitude and
+    altitude standard deviations (m). Without a fix only the time is sent."""
+    fields = [f"{talker}GST", _fix_time(fix, time_decimals)]
+    if fix.has_fix:
+        fields += [
+            f"{fix.rms_m:.2f}",
+            f"{fix.semi_major_m:.2f}",
+            f"{fix.semi_minor_m:.2f}",
+            f"{fix.orientation_deg % 180.0:.1f}",
+            f"{fix.std_lat_m:.2f}",
+            f"{fix.std_lon_m:.2f}",
+            f"{fix.std_alt_m:.2f}",
+        ]
+    else:
+        fields += [""] * 7
+    return frame(",".join(fields))
+
+
+SENTENCES = ("GGA", "RMC", "VTG", "GSA", "GST")
+"""Every sentence the receiver can emit, in the order of one epoch on the wire."""
+
+
+def epoch_bytes(
+    fix: SimFix,
+    talker: str = "GN",
+    time_decimals: int = 2,
+    sentences: tuple[str, ...] = SENTENCES,
+) -> bytes:
+    """One epoch as the bytes a receiver puts on the wire, sentences always in wire order.
+
+    ``sentences`` selects which to send (like a receiver's message configuration); GGA and
+    RMC can be switched off too, to test an agent against a receiver set up wrongly.
+    """
+    unknown = set(sentences) - set(SENTENCES)
+    if unknown:
+        raise ValueError(f"unknown NMEA sentence(s): {sorted(unknown)}")
+    parts = []
+    for name in SENTENCES:
+        if name not in sentences:
+            continue
+        if name == "GGA":
+            parts.append(gga(fix, talker, time_decimals))
+        elif name == "RMC":
+            parts.append(rmc(fix, talker, time_decimals))
+        elif name == "VTG":
+            parts.append(vtg(fix, talker))
+        elif name == "GSA":
+            parts.append(gsa(fix, talker))
+        else:
+            parts.append(gst(fix, talker, time_decimals))
+    return "".join(parts).encode("ascii")

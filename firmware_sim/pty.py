@@ -15,8 +15,11 @@ that the design relies on:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
+import struct
+import termios
 import tty
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +63,17 @@ class PtyPair:
                 raise
         self._closed = False
 
+    def link_to(self, link: str | Path) -> None:
+        """Point ``link`` at this pty now (used to "plug in" a pty opened earlier)."""
+        self.link_path = _make_link(Path(link), self.slave_path)
+
+    def unlink(self) -> None:
+        """Remove our symlink if it still points at our slave: the device "vanishes"."""
+        if self.link_path is not None:
+            with contextlib.suppress(OSError):
+                if os.readlink(self.link_path) == self.slave_path:
+                    self.link_path.unlink()
+
     @property
     def path(self) -> str:
         """The path to hand to the agent: the symlink if there is one, else the slave device."""
@@ -70,10 +84,7 @@ class PtyPair:
         if self._closed:
             return
         self._closed = True
-        if self.link_path is not None:
-            with contextlib.suppress(OSError):
-                if os.readlink(self.link_path) == self.slave_path:
-                    self.link_path.unlink()
+        self.unlink()
         os.close(self.master_fd)
 
     def __enter__(self) -> PtyPair:
@@ -103,6 +114,23 @@ def _make_link(link: Path, target: str) -> Path:
     os.symlink(target, tmp)
     os.replace(tmp, link)
     return link
+
+
+def pending_input(slave_path: str) -> int:
+    """Bytes written to the master that the reader has not read yet (FIONREAD on the slave).
+
+    Opening the slave briefly is harmless: it does not count as a reader once closed again.
+    Returns 0 if the slave is gone.
+    """
+    try:
+        fd = os.open(slave_path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        return int(struct.unpack("i", raw)[0])
+    finally:
+        os.close(fd)
 
 
 def open_pty(link: str | Path | None = None) -> PtyPair:

@@ -133,7 +133,15 @@ class Route:
         After the end the vehicle is parked on the last vertex with speed 0 and the course of
         the last segment, which is what a receiver on a stopped truck would keep reporting.
         """
-        dist = self.speed_mps * max(0.0, t_s)
+        return self.point_at_distance(self.speed_mps * max(0.0, t_s), self.speed_mps)
+
+    def point_at_distance(self, dist: float, speed_mps: float) -> RoutePoint:
+        """The point ``dist`` metres along the route, moving at ``speed_mps``.
+
+        Separate from time so a speed profile (``motion.Motion``) can map time to distance
+        its own way; past the end the speed is 0 and ``finished`` is set.
+        """
+        dist = max(0.0, dist)
         if dist >= self.length_m:
             a, b = self.coords[-2], self.coords[-1]
             course = (initial_bearing_deg(b, a) + 180.0) % 360.0
@@ -147,7 +155,7 @@ class Route:
             course = initial_bearing_deg((lon, lat), b)
         else:  # numerically at the vertex: use the final bearing of the arc
             course = (initial_bearing_deg(b, a) + 180.0) % 360.0
-        return RoutePoint(lon, lat, course, self.speed_mps, dist, False)
+        return RoutePoint(lon, lat, course, speed_mps, dist, False)
 
 
 class PositionNoise:
@@ -163,12 +171,16 @@ class PositionNoise:
         self.sigma_m = float(sigma_m)
         self._rng = random.Random(seed)
 
-    def apply(self, point: RoutePoint) -> RoutePoint:
-        """Return ``point`` displaced by N(0, sigma) metres north and east."""
-        if self.sigma_m == 0:
+    def apply(self, point: RoutePoint, scale: float = 1.0) -> RoutePoint:
+        """Return ``point`` displaced by N(0, sigma * scale) metres north and east.
+
+        ``scale`` lets a degraded signal (jamming) scatter more than the receiver's nominal.
+        """
+        sigma = self.sigma_m * scale
+        if sigma == 0:
             return point
-        north = self._rng.gauss(0.0, self.sigma_m)
-        east = self._rng.gauss(0.0, self.sigma_m)
+        north = self._rng.gauss(0.0, sigma)
+        east = self._rng.gauss(0.0, sigma)
         dlat = math.degrees(north / EARTH_RADIUS_M)
         coslat = max(1e-9, math.cos(math.radians(point.lat)))
         dlon = math.degrees(east / (EARTH_RADIUS_M * coslat))

@@ -7,6 +7,7 @@ the pty tests use a real pseudo-terminal read through pyserial, no mocks.
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import json
 import math
 import os
@@ -14,14 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+import pynmea2
 import pytest
 import serial
 from shapely.geometry import LineString, Point
 
-from edge_agent.sources.nmea import NmeaDecoder
 from firmware_sim import cli, nmea
 from firmware_sim.gps import GpsReceiver, epochs_per_pass
 from firmware_sim.pty import PtyPair, reader_attached
@@ -231,6 +233,27 @@ def test_pty_link_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
 # --- receiver pacing ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Rmc:
+    t_ms: int
+    lat: float
+    lon: float
+    speed_mps: float
+
+
+def _read_rmc(port: serial.Serial) -> _Rmc:
+    """Read lines until an RMC arrives; decode it with pynmea2 (a third-party reference, so
+    neither the simulator's encoder nor the agent's decoder grades its own work)."""
+    while True:
+        line = port.readline()
+        assert line.endswith(b"\r\n"), f"timed out or partial line: {line!r}"
+        msg = pynmea2.parse(line.decode("ascii").strip(), check=True)
+        if isinstance(msg, pynmea2.types.talker.RMC):
+            stamp = msg.datetime.replace(tzinfo=dt.UTC)
+            return _Rmc(round(stamp.timestamp() * 1000), msg.latitude, msg.longitude,
+                        float(msg.spd_over_grnd) / nmea.KNOTS_PER_MPS)
+
+
 def _short_route(length_m: float, speed: float) -> Route:
     """A due-north route of the given length along a meridian (exact metres per degree)."""
     dlat = math.degrees(length_m / 6_371_008.8)
@@ -256,10 +279,11 @@ def test_fast_mode_writes_the_right_number_of_epochs(tmp_path: Path) -> None:
     assert rx.epochs_written == 2002 and rx.epochs_dropped == 0
     assert seen == list(range(2002))
     lines = out.read_bytes().splitlines()
-    assert len(lines) == 4004
+    assert len(lines) == 5 * 2002  # GGA, RMC, VTG, GSA, GST per epoch
+    assert [line[3:6] for line in lines[:5]] == [b"GGA", b"RMC", b"VTG", b"GSA", b"GST"]
     assert lines[0].startswith(b"$GNGGA,221320.00,") and lines[1].startswith(b"$GNRMC,221320.00,")
-    assert lines[2].startswith(b"$GNGGA,221320.10,")
-    assert lines[-1].startswith(b"$GNRMC,221640.10,")  # t0 + 2001 * 100 ms = +200.1 s
+    assert lines[5].startswith(b"$GNGGA,221320.10,")
+    assert lines[-1].startswith(b"$GNGST,221640.10,")  # t0 + 2001 * 100 ms = +200.1 s
 
 
 @pytest.mark.integration
@@ -271,22 +295,16 @@ def test_fast_mode_through_pty_decodes_back_to_the_route() -> None:
         thread = threading.Thread(target=rx.run)
         with serial.Serial(pair.slave_path, timeout=2) as port:
             thread.start()
-            dec = NmeaDecoder()
-            fixes = []
-            while len(fixes) < n - 1:
-                line = port.readline()
-                assert line, "timed out waiting for the simulator"
-                if (fix := dec.feed(line)) is not None:
-                    fixes.append(fix)
+            fixes = [_read_rmc(port) for _ in range(n)]
             thread.join(5)
     assert not thread.is_alive()
-    assert dec.counts == {}
     for k, fix in enumerate(fixes):
         truth = route.position_at(k / 10.0)
         assert fix.t_ms == 1_700_000_000_000 + 100 * k
-        assert abs(fix.lat_e7 / 1e7 - truth.lat) < 1e-5
-        assert abs(fix.lon_e7 / 1e7 - truth.lon) < 1e-5
-        assert fix.speed_cmps == 2000
+        assert abs(fix.lat - truth.lat) < 1e-6
+        assert abs(fix.lon - truth.lon) < 1e-6
+        if k < n - 1:  # the last epoch may be exactly at the end, parked
+            assert fix.speed_mps == pytest.approx(20.0, abs=1e-3)
 
 
 @pytest.mark.integration
@@ -298,14 +316,10 @@ def test_realtime_mode_keeps_schedule_and_wall_clock() -> None:
         started = time.monotonic()
         thread = threading.Thread(target=rx.run)
         thread.start()
-        dec = NmeaDecoder()
         fixes = []
-        while len(fixes) < n - 1:
-            line = port.readline()
-            assert line
-            if (fix := dec.feed(line)) is not None:
-                fixes.append(fix)
-                assert abs(fix.t_ms - time.time() * 1000) < 250  # current, not replayed
+        while len(fixes) < n:
+            fixes.append(_read_rmc(port))
+            assert abs(fixes[-1].t_ms - time.time() * 1000) < 250  # current, not replayed
         thread.join(5)
         elapsed = time.monotonic() - started
     assert rx.epochs_written == n and rx.epochs_dropped == 0
@@ -341,7 +355,7 @@ def test_cli_fast_to_existing_device(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert rc == 0
     n = epochs_per_pass(Route.from_geojson_file(route_file, 20.0), 10.0)
-    assert len(out.read_bytes().splitlines()) == 2 * n
+    assert len(out.read_bytes().splitlines()) == 5 * n
     assert f"{n} epochs written" in capsys.readouterr().err
 
 
@@ -365,7 +379,7 @@ def test_cli_pty_link_subprocess(tmp_path: Path) -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == str(link)
         with serial.Serial(str(link), timeout=3) as port:
-            lines = [port.readline() for _ in range(2 * 6)]  # 111 m at 20 m/s: 6 epochs
+            lines = [port.readline() for _ in range(5 * 6)]  # 111 m at 20 m/s: 6 epochs
         assert all(line.endswith(b"\r\n") for line in lines)
         assert proc.wait(10) == 0
     finally:
@@ -377,7 +391,7 @@ def test_cli_pty_link_subprocess(tmp_path: Path) -> None:
 
 def test_production_modules_stay_independent() -> None:
     forbidden_sim = {"edge_agent", "ledger_client", "geofences"}
-    for path in (ROOT / "firmware_sim").glob("*.py"):
+    for path in (ROOT / "firmware_sim").rglob("*.py"):
         for name in _imported_roots(path):
             assert name not in forbidden_sim, f"{path.name} imports {name}"
     assert "firmware_sim" not in _imported_roots(ROOT / "edge_agent" / "sources" / "nmea.py")
