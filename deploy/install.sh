@@ -6,7 +6,8 @@
 # What it installs and why:
 #   apt:  python3-venv (the package lives in ./.venv; Debian forbids pip into the system),
 #         mosquitto (the MQTT broker the integration tests start on loopback),
-#         nodejs + npm (only to fetch the two tools below)
+#         nodejs + npm (only to fetch the two tools below),
+#         gpsd + gpsd-clients (the gpsd source's tests run gpsfake: a real gpsd on a free port)
 #   npm:  solc (solcjs, rebuilds the anchor contract to check the committed artifact),
 #         @foundry-rs/anvil (the local EVM node the ledger integration tests drive)
 #   pip:  this package with its test extras, editable, into ./.venv
@@ -25,6 +26,8 @@ missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v npm >/dev/null || missing+=(nodejs npm)
+{ command -v gpsd || [ -x /usr/sbin/gpsd ]; } >/dev/null || missing+=(gpsd)
+command -v gpsfake >/dev/null || missing+=(gpsd-clients)
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq

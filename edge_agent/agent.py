@@ -4,7 +4,8 @@ Shaped like Telegraf/Vector: sources only decode and emit; ingest is the single 
 turns drafts into signed records in group commits (one fsync for everything queued); rules and
 sinks are consumers that each read the journal from their own cursor. The only in-memory queue
 is bounded, so a flooding source is slowed down instead of growing memory, and nothing is
-acknowledged before it is committed.
+acknowledged before it is committed: a source that must acknowledge (an MQTT QoS 1 message)
+queues an AfterCommit behind its draft, and ingest runs it once that draft is durable.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from edge_agent.journal import Draft, Journal, Stored
@@ -22,10 +24,22 @@ from ledger_client.records import RecordError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class AfterCommit:
+    """Queued behind drafts; its callback runs once everything emitted before it is committed
+    (or dropped as unsignable), in emission order. Callbacks must be quick and not raise."""
+
+    callback: Callable[[], None]
+
+
+Item = Draft | AfterCommit
+Emit = Callable[[Item], Awaitable[None]]
+
+
 class Source(Protocol):
     name: str
 
-    async def run(self, emit: Callable[[Draft], Awaitable[None]]) -> None: ...
+    async def run(self, emit: Emit) -> None: ...
 
 
 class Consumer(Protocol):
@@ -46,16 +60,16 @@ class Agent:
         self.journal = journal
         self.sources = list(sources)
         self.consumers = list(consumers)
-        self.queue: asyncio.Queue[Draft] = asyncio.Queue(queue_size)
+        self.queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
         self.max_group = max_group
         self.settle_timeout_s = settle_timeout_s
         self.tail = JournalTail(journal.head()[0])
         self.ingested = 0
         self.rejected = 0  # drafts that could not be signed (see _commit_one_by_one)
 
-    async def emit(self, draft: Draft) -> None:
+    async def emit(self, item: Item) -> None:
         """What sources call: waits while the queue is full (that is the backpressure)."""
-        await self.queue.put(draft)
+        await self.queue.put(item)
 
     async def _ingest(self) -> None:
         while True:
@@ -64,15 +78,23 @@ class Agent:
                 group.append(self.queue.get_nowait())
             await self._commit(group)
 
-    async def _commit(self, group: list[Draft]) -> None:
-        try:
-            stored = self.journal.append(group)
-        except RecordError:
-            stored = self._commit_one_by_one(group)
-            if not stored:
-                return
-        self.ingested += len(stored)
-        await self.tail.advanced(stored[-1].seq)
+    async def _commit(self, group: list[Item]) -> None:
+        drafts = [item for item in group if isinstance(item, Draft)]
+        stored: list[Stored] = []
+        if drafts:
+            try:
+                stored = self.journal.append(drafts)
+            except RecordError:
+                stored = self._commit_one_by_one(drafts)
+        for item in group:
+            if isinstance(item, AfterCommit):
+                try:
+                    item.callback()
+                except Exception:
+                    log.exception("an after-commit callback failed")
+        if stored:
+            self.ingested += len(stored)
+            await self.tail.advanced(stored[-1].seq)
 
     def _commit_one_by_one(self, group: list[Draft]) -> list[Stored]:
         """A draft that cannot be signed (a decoder bug: say, a float) must not take the good

@@ -52,12 +52,17 @@ class JournalError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """A reading or alert before the journal gives it a seq, a link and a signature."""
+    """A reading or alert before the journal gives it a seq, a link and a signature.
+
+    ``state`` is committed in the same transaction as the record: a sensor's replay counter
+    must move exactly when the reading that moved it becomes durable, never before or after.
+    """
 
     t_ms: int
     kind: str
     src: str
     body: dict[str, Any]
+    state: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,7 @@ class Batch:
     first_seq: int
     tree_size: int
     root: bytes
-    status: str  # built -> signed -> sent -> anchored
+    status: str  # built -> signed -> sent -> mined -> anchored (see sinks/anchor.py)
     closed_ms: int
     reason: str
     nonce: int | None = None
@@ -140,7 +145,8 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 stored = self._append_locked(drafts)
-                self._put_locked(cursors or {}, state or {})
+                merged = {k: v for d in drafts if d.state for k, v in d.state.items()}
+                self._put_locked(cursors or {}, {**merged, **(state or {})})
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -15,6 +15,7 @@ from edge_agent.agent import Agent
 from edge_agent.journal import Journal
 from edge_agent.rules import RouteRules
 from edge_agent.sinks.console import ConsoleSink
+from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.serial_gps import SerialGpsSource
 from firmware_sim.gps import GpsReceiver
 from firmware_sim.nmea import SimFix, epoch_bytes
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORRIDOR = ROOT / "edge_agent" / "demo_data" / "corridor.geojson"
 TRUCK = ROOT / "firmware_sim" / "scenarios" / "demo_truck_route.geojson"
 T0 = 1_790_000_000_000
+REPLAY = FixFilterParams(max_age_ms=None, max_future_ms=None)  # simulated time, not now
 
 
 def _journal(tmp_path: Path) -> tuple[Journal, Ed25519PrivateKey]:
@@ -63,7 +65,7 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
             returned.set()
 
     with PtyPair() as pty:
-        source = SerialGpsSource(pty.path, sensor_id="gps0")
+        source = SerialGpsSource(pty.path, sensor_id="gps0", filters=REPLAY)
         rules = RouteRules(journal, corridor, vehicle="truck-1",
                            params=DeviationParams(min_duration_ms=5_000,
                                                   return_min_duration_ms=2_000))
@@ -89,7 +91,7 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
     assert len(lines) == 2 and "routeDeviation" in lines[0]
     report = verify_chain(journal.iter_signed(), key.public_key(), gateway_id="gw-test")
     assert report.count == journal.head()[0]
-    assert source.counts["fixes"] == sum(1 for s in journal.read_after(0, 100_000)
+    assert source.stats()["accepted"] == sum(1 for s in journal.read_after(0, 100_000)
                                          if s.kind == "gps")
 
 
@@ -113,7 +115,7 @@ def test_garbage_and_truncated_sentences_never_stop_the_source(tmp_path) -> None
 
     async def scenario() -> SerialGpsSource:
         with PtyPair() as pty:
-            source = SerialGpsSource(pty.path, sensor_id="gps0", max_line=256)
+            source = SerialGpsSource(pty.path, sensor_id="gps0", max_line=256, filters=REPLAY)
             agent = Agent(journal, [source], [])
             stop = asyncio.Event()
             runner = asyncio.create_task(agent.run(stop))

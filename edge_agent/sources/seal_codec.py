@@ -1,0 +1,110 @@
+"""E-seal messages off the wire: the serial reader's $PSTSL sentence and the MQTT JSON object.
+
+Pure decoding, no keys: both transports carry the same six fields, and both decode to one
+``SealMessage`` so authentication (seal_auth) is written once. Decoding is strict on purpose:
+the MAC covers the fields' exact text, so anything that is not the canonical form (a sign, a
+leading zero, a float, an extra key) could never verify and is rejected here with its reason.
+Nothing raises but ``Reject``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.sources.nmea_fields import Reject, frame
+
+SEAL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_UINT_RE = re.compile(r"0|[1-9]\d{0,15}")
+_MAC_RE = re.compile(r"[0-9a-fA-F]{32}")
+STATES = {"C": "closed", "O": "opened", "T": "tampered"}
+MAX_INT = 2**53 - 1  # records are JSON: integers must survive any JSON reader
+MAX_PAYLOAD = 512
+_FIELDS = frozenset({"seal_id", "ctr", "state", "battery_pct", "seal_t_ms", "mac"})
+
+
+@dataclass(frozen=True, slots=True)
+class SealMessage:
+    seal_id: str
+    ctr: int
+    state: str  # C, O or T: the wire letter, kept so the MAC can be re-checked from a record
+    battery_pct: int
+    seal_t_ms: int
+    mac: bytes
+
+    def mac_input(self) -> bytes:
+        return (f"{self.seal_id},{self.ctr},{self.state},{self.battery_pct},"
+                f"{self.seal_t_ms}").encode("ascii")
+
+    def expected_mac(self, key: bytes) -> bytes:
+        return hmac.new(key, self.mac_input(), hashlib.sha256).digest()[:16]
+
+    def body(self, via: str) -> dict[str, Any]:
+        return {"seal_id": self.seal_id, "ctr": self.ctr, "state": self.state,
+                "battery_pct": self.battery_pct, "seal_t_ms": self.seal_t_ms,
+                "mac": self.mac.hex(), "via": via}
+
+    def wire_text(self) -> str:
+        """A readable rendering for alert details (the transport's exact bytes may not be)."""
+        return f"{self.mac_input().decode()},{self.mac.hex()}"
+
+
+def _message(seal_id: object, ctr: object, state: object, battery: object, seal_t: object,
+             mac: object) -> SealMessage:
+    if not isinstance(seal_id, str) or SEAL_ID_RE.fullmatch(seal_id) is None:
+        raise Reject("bad_seal_id")
+    if not isinstance(state, str) or state not in STATES:
+        raise Reject("bad_state")
+    for value in (ctr, battery, seal_t):
+        if type(value) is not int or not 0 <= value <= MAX_INT:
+            raise Reject("bad_number")
+    assert isinstance(ctr, int) and isinstance(battery, int) and isinstance(seal_t, int)
+    if battery > 100:
+        raise Reject("bad_number")
+    if not isinstance(mac, str) or _MAC_RE.fullmatch(mac) is None:
+        raise Reject("bad_mac_field")
+    return SealMessage(seal_id, ctr, state, battery, seal_t, bytes.fromhex(mac))
+
+
+def _uint(text: str) -> int:
+    if _UINT_RE.fullmatch(text) is None:
+        raise Reject("bad_number")
+    return int(text)
+
+
+def decode_sentence(line: bytes) -> SealMessage:
+    """``$PSTSL,<seal_id>,<ctr>,<state>,<battery_pct>,<seal_t_ms>,<mac>*hh``."""
+    fields = frame(line)
+    if fields[0] != "PSTSL":
+        raise Reject("unsupported")
+    if len(fields) != 7:
+        raise Reject("bad_field_count")
+    _, seal_id, ctr, state, battery, seal_t, mac = fields
+    return _message(seal_id, _uint(ctr), state, _uint(battery), _uint(seal_t), mac)
+
+
+def decode_json(topic_seal_id: str, payload: bytes) -> SealMessage:
+    """The MQTT form; the topic's seal id must match the payload's (ACLs are per topic)."""
+    if len(payload) > MAX_PAYLOAD:
+        raise Reject("too_long")
+    try:
+        obj = json.loads(payload, parse_float=_no_float, parse_constant=_no_float)
+    except (ValueError, RecursionError) as exc:
+        raise Reject("bad_json") from exc
+    if not isinstance(obj, dict):
+        raise Reject("bad_json")
+    if set(obj) != _FIELDS:
+        raise Reject("bad_fields")
+    msg = _message(obj["seal_id"], obj["ctr"], obj["state"], obj["battery_pct"],
+                   obj["seal_t_ms"], obj["mac"])
+    if msg.seal_id != topic_seal_id:
+        raise Reject("topic_mismatch")
+    return msg
+
+
+def _no_float(text: str) -> Any:
+    raise Reject("bad_number")

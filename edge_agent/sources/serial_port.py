@@ -1,0 +1,162 @@
+"""A line-oriented serial device (GPS receiver, e-seal reader) that never takes the agent down.
+
+The port is read through the event loop (add_reader on its file descriptor) rather than a
+thread: when the ingest queue is full the source simply stops reading, the kernel's tty buffer
+fills, and the device is held back, which is real backpressure with no unbounded queue.
+
+A vanished device (EOF, EIO, path gone) is reopened by path with capped, jittered exponential
+backoff, so a USB adapter unplugged and plugged back needs no restart; give a
+/dev/serial/by-id/... path and it is found again even if it comes back as another ttyUSB.
+Disconnects and silences are recorded as signed status records (someone unplugging a GPS is
+itself evidence). Framing is bounded (a 10 MB line costs no memory), and the line handler is a
+decoder that never raises, so nothing a device sends can raise out of this source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+import serial
+
+from edge_agent.agent import Emit, Item
+from edge_agent.journal import Draft
+from edge_agent.ratelog import RateLimitedLog
+from edge_agent.sources.framing import LineFramer
+
+log = logging.getLogger(__name__)
+
+
+class LineHandler(Protocol):
+    """Turns one complete line into drafts. Must never raise; counts its own rejects."""
+
+    def handle(self, line: bytes) -> list[Item]: ...
+
+    def reset(self) -> list[Item]:
+        """The link dropped: give up partial state (e.g. an epoch missing its other half)."""
+        ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+def _set_once(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SerialLineSource:
+    def __init__(self, port: str, handler: LineHandler, *, sensor_id: str, kind: str,
+                 baudrate: int = 9600, max_line: int = 512,
+                 backoff_s: tuple[float, float] = (0.2, 30.0), silence_s: float | None = 10.0,
+                 clock: Callable[[], int] = wall_ms):
+        self.port = port
+        self.handler = handler
+        self.sensor_id = sensor_id
+        self.kind = kind
+        self.baudrate = baudrate
+        self.counts: Counter[str] = Counter()
+        self.framer = LineFramer(max_line, self.counts)
+        self.connected = asyncio.Event()
+        self.silence_s = silence_s
+        self.clock = clock
+        self._backoff = backoff_s
+        self._ratelog = RateLimitedLog(log)
+        self._was_connected = False
+
+    @property
+    def name(self) -> str:
+        return f"serial-{self.kind}:{self.sensor_id}"
+
+    async def run(self, emit: Emit) -> None:
+        """Read forever, reconnecting as needed; returns only when cancelled."""
+        delay = self._backoff[0]
+        while True:
+            try:
+                port = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                self.counts["open_failed"] += 1
+                self._ratelog.warning(f"{self.name} open", "%s: cannot open %s (%s); retrying "
+                                      "in %.1fs", self.name, self.port, exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            delay = self._backoff[0]
+            if self._was_connected:
+                await emit(self._status("sensorConnected", port=self.port))
+            self._was_connected = True
+            self.connected.set()
+            log.info("%s: reading %s", self.name, self.port)
+            try:
+                await self._read(port, emit)
+            finally:
+                self.connected.clear()
+                self.framer.reset()
+                with contextlib.suppress(Exception):
+                    port.close()
+            for item in self.handler.reset():
+                await emit(item)
+            self.counts["disconnects"] += 1
+            await emit(self._status("sensorDisconnected", port=self.port))
+            self._ratelog.warning(f"{self.name} gone", "%s: %s went away; reopening",
+                                  self.name, self.port)
+
+    async def _read(self, port: serial.Serial, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        fd = port.fileno()
+        silent_since: int | None = None
+        while True:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _set_once, ready)
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+                # that stops the agent when it races with the device becoming readable
+                async with asyncio.timeout(self.silence_s):
+                    await ready
+            except TimeoutError:
+                if silent_since is None:
+                    silent_since = self.clock() - int((self.silence_s or 0) * 1000)
+                    self.counts["silences"] += 1
+                    await emit(self._status("sensorSilent", since_ms=silent_since))
+                continue
+            finally:
+                loop.remove_reader(fd)
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EIO, errno.ENXIO, errno.EBADF, errno.ENODEV):
+                    self._ratelog.warning(f"{self.name} read", "%s: read error %s",
+                                          self.name, exc)
+                return
+            if not data:
+                return
+            if silent_since is not None:
+                await emit(self._status("sensorBack", since_ms=silent_since,
+                                        silent_ms=self.clock() - silent_since))
+                silent_since = None
+            self.counts["bytes"] += len(data)
+            for line in self.framer.feed(data):
+                for item in self.handler.handle(line):
+                    await emit(item)
+
+    def _status(self, event: str, **details: object) -> Draft:
+        return Draft(self.clock(), "status", self.sensor_id, {"event": event, **details})
+
+    def stats(self) -> dict[str, int]:
+        """Framing, connection and decoder counters in one flat view (for status/metrics)."""
+        merged = Counter(self.counts)
+        merged.update(self.handler.stats())
+        return dict(merged)
