@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo.add_parser(sub)
+    from edge_agent.ledger_cli import add_parsers as add_ledger  # ledger, verify, evidence
+    add_ledger(sub)
 
     keys = sub.add_parser("keys", help="the gateway's Ed25519 signing key",
                           description="Make or show the gateway's signing key. The key never "

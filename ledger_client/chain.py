@@ -1,64 +1,43 @@
-"""EVM side of anchoring: connect to a node, deploy/administer SealTrailAnchor, build and send
-anchor transactions, read anchors back for verification.
+"""EVM side of anchoring: connect to a node, deploy/administer SealTrailAnchor, build anchor
+transactions, read anchors back for verification.
 
 Building and sending are separate on purpose: the agent journals (batch, nonce, raw tx) BEFORE
 broadcasting, so after a crash it re-sends the very same bytes (same hash) instead of signing a
-second, conflicting transaction. Reads come from contract state (`gateway`, `root`) and from logs
-(`anchor_event`), because a verifier needs the block hash and log index of the anchor.
+second, conflicting transaction (the raw-transaction lifecycle is in `tx`). Reads come from
+contract state (`gateway`, `root`) and from logs (`anchor_event`), because a verifier needs the
+block hash and log index of the anchor.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed  # how the in-process chain reports reverts
 from eth_utils import keccak
-from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import EthereumTesterProvider, Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import TxParams, TxReceipt
+
+from ledger_client import tx
+from ledger_client.errors import REVERTS, ChainError, ContractRevert, RevertDecoder
+from ledger_client.errors import NonceConsumed as NonceConsumed  # re-exported for callers
+from ledger_client.errors import Underpriced as Underpriced
+from ledger_client.tx import Fees, Sender
+from ledger_client.tx import fund as fund
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "contracts" / "SealTrailAnchor.json"
 ANCHORED_SIG = "Anchored(bytes32,uint64,bytes32,uint64,uint64,bytes32)"
 ANCHORED_TOPIC = keccak(text=ANCHORED_SIG)
 CHAIN_DOMAIN = b"sealtrail/v1"
-# How geth/anvil/Besu/eth-tester word "I already have this tx" and "nonce already used".
-_KNOWN_TX = re.compile(r"already known|known transaction|already imported|already in pool", re.I)
-_NONCE_LOW = re.compile(r"nonce too low|nonce_too_low|expected (\d+), but got (\d+)", re.I)
-_STD_ERRORS = {
-    bytes.fromhex("08c379a0"): ("Error", ["string"]),
-    bytes.fromhex("4e487b71"): ("Panic", ["uint256"]),
-}
-
-Sender = str | LocalAccount
-"""An unlocked node account (eth-tester, anvil) or a local key that signs here."""
-
-
-class ChainError(RuntimeError):
-    """Anything the ledger said no to; the message is meant for an operator's log."""
-
-
-class ContractRevert(ChainError):
-    """A call or transaction reverted; `error` is the contract's custom error name (or
-    Error/Panic/UnknownRevert), `values` its decoded arguments, `data` the raw revert bytes."""
-
-    def __init__(self, error: str, values: tuple[Any, ...] = (), data: bytes = b"") -> None:
-        self.error, self.values, self.data = error, values, data
-        shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in values)
-        super().__init__(f"SealTrailAnchor reverted: {error}({shown})")
-
-
-class NonceConsumed(ChainError):
-    """The nonce of a raw tx was used by a DIFFERENT transaction: ask the contract whether the
-    batch is anchored before building a new transaction."""
+LOG_WINDOW = 1000
+"""Blocks per eth_getLogs request: Besu's default --rpc-max-logs-range."""
+TRUST_ALL = 2**64 - 1
+"""`last_trusted_batch` meaning "every batch anchored before the revocation"."""
 
 
 @cache
@@ -83,12 +62,14 @@ def next_chain_hash(prev: bytes, root: bytes, first_seq: int, tree_size: int) ->
     return keccak(prev + root + first_seq.to_bytes(8, "big") + tree_size.to_bytes(8, "big"))
 
 
-def connect(rpc_url: str | None = None, *, poa: bool | None = None, timeout: float = 10) -> Web3:
+def connect(rpc_url: str | None = None, *, poa: bool | None = None, timeout: float = 10,
+            chain_id: int | None = None) -> Web3:
     """None -> a fresh in-process eth-tester chain; http(s) URL -> that node.
 
     Besu QBFT/Clique (and other POA) blocks carry more than 32 bytes of extraData, which web3's
-    validation rejects; with poa=None we look at the raw genesis block and add the POA
-    middleware only where it is needed.
+    validation rejects; with poa=None we look at the raw genesis and latest blocks and add the
+    POA middleware only where it is needed. `chain_id`: refuse a node on another chain (a
+    gateway pointed at the wrong network must not sign transactions for it).
     """
     if rpc_url is None:
         w3 = Web3(EthereumTesterProvider())
@@ -97,14 +78,21 @@ def connect(rpc_url: str | None = None, *, poa: bool | None = None, timeout: flo
     else:
         raise ValueError(f"unsupported ledger RPC URL {rpc_url!r}: use http(s)://host:port")
     if poa is None and rpc_url is not None:
-        # Raw request: the formatted one would already fail validation on a POA chain.
-        genesis = w3.provider.make_request("eth_getBlockByNumber", ["0x0", False])  # type: ignore[arg-type]
-        if genesis.get("error") or not genesis.get("result"):
-            raise ChainError(f"cannot read genesis block from {rpc_url}: {genesis.get('error')}")
-        poa = len(bytes.fromhex(genesis["result"]["extraData"][2:])) > 32
+        poa = any(_long_extra_data(w3, rpc_url, block) for block in ("0x0", "latest"))
     if poa:
         w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    if chain_id is not None and w3.eth.chain_id != chain_id:
+        raise ChainError(f"{rpc_url or 'eth-tester'} is chain {w3.eth.chain_id}, "
+                         f"not the expected chain {chain_id}")
     return w3
+
+
+def _long_extra_data(w3: Web3, rpc_url: str, block: str) -> bool:
+    # Raw request: the formatted one would already fail validation on a POA chain.
+    reply = w3.provider.make_request("eth_getBlockByNumber", [block, False])  # type: ignore[arg-type]
+    if reply.get("error") or not reply.get("result"):
+        raise ChainError(f"cannot read block {block} from {rpc_url}: {reply.get('error')}")
+    return len(bytes.fromhex(reply["result"]["extraData"][2:])) > 32
 
 
 @dataclass(frozen=True)
@@ -112,10 +100,19 @@ class GatewayInfo:
     pubkey: bytes
     submitter: str
     registered_at: int
-    revoked_at: int
+    revoked_at: int  # block of the revocation, 0 while active
     last_batch: int
     next_seq: int
     chain_hash: bytes
+    last_trusted_batch: int = 0  # after a revocation: batches 1..this are still trusted
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at != 0
+
+    def trusts_batch(self, batch_seq: int) -> bool:
+        """Whether customs still trusts records anchored in `batch_seq` (see revokeGateway)."""
+        return not self.revoked or batch_seq <= self.last_trusted_batch
 
 
 @dataclass(frozen=True)
@@ -131,57 +128,22 @@ class AnchorEvent:
     log_index: int
 
 
-def _address(sender: Sender) -> str:
-    return sender.address if isinstance(sender, LocalAccount) else Web3.to_checksum_address(sender)
-
-
-def _revert_data(exc: Exception) -> bytes | None:
-    """Revert payload from whatever shape the node/provider used to report it: `data` on
-    web3's ContractLogicError, error.data of a JSON-RPC error, or (eth-tester) a Python bytes
-    literal inside the message ("execution reverted: b'...'")."""
-    data: Any = getattr(exc, "data", None)
-    if data is None and isinstance(exc, Web3RPCError) and exc.rpc_response:
-        data = exc.rpc_response.get("error", {}).get("data")
-    if isinstance(data, dict):
-        data = data.get("data")
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str) and data.startswith("0x"):
-        try:
-            return bytes.fromhex(data[2:])
-        except ValueError:
-            return None
-    literal = re.search(r"\bb(['\"]).*\1", str(exc), re.DOTALL)
-    if literal:
-        try:
-            value = ast.literal_eval(literal.group(0))
-        except (ValueError, SyntaxError):
-            return None
-        return value if isinstance(value, bytes) else None
-    return None
-
-
-_NODE_REFUSALS = (Web3RPCError, ValueError, EvmValidationError, TransactionFailed)
-_REVERTS = (ContractLogicError, Web3RPCError, ValueError, TransactionFailed)
-
-
 class AnchorRegistry:
     """A deployed SealTrailAnchor contract."""
 
-    def __init__(self, w3: Web3, address: str, *, from_block: int = 0) -> None:
-        """`from_block`: where log searches start (the deployment block saves work on Besu)."""
+    def __init__(self, w3: Web3, address: str, *, from_block: int = 0,
+                 log_window: int = LOG_WINDOW) -> None:
+        """`from_block`: where log searches start (the deployment block saves work on Besu);
+        `log_window`: the node's eth_getLogs range limit (Besu: --rpc-max-logs-range)."""
+        if log_window < 1:
+            raise ValueError(f"log_window must be >= 1, got {log_window}")
         self.w3 = w3
         self.address = Web3.to_checksum_address(address)
         self.from_block = from_block
+        self.log_window = log_window
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
-        self._errors = {
-            keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")[:4]: (
-                e["name"],
-                [i["type"] for i in e["inputs"]],
-            )
-            for e in load_artifact()["abi"]
-            if e["type"] == "error"
-        } | _STD_ERRORS
+        self.decoder = RevertDecoder(w3, load_artifact()["abi"])
+        self.deploy_receipt: TxReceipt | None = None  # set by `deploy`
         self._chain_id: int | None = None
 
     @property
@@ -190,59 +152,55 @@ class AnchorRegistry:
             self._chain_id = self.w3.eth.chain_id
         return self._chain_id
 
-    # --- errors -------------------------------------------------------------------------
     def decode_revert(self, data: bytes) -> ContractRevert:
         """Turn revert bytes into ContractRevert naming the custom error (or Error/Panic)."""
-        name, types = self._errors.get(data[:4], (None, []))
-        if name is None:
-            return ContractRevert("UnknownRevert", (data,), data)
-        values = self.w3.codec.decode(types, data[4:])
-        args = tuple(
-            Web3.to_checksum_address(v) if t == "address" else v
-            for t, v in zip(types, values, strict=True)
-        )
-        return ContractRevert(name, args, data)
+        return self.decoder.decode(data)
 
-    def _reraise(self, exc: Exception) -> None:
-        data = _revert_data(exc)
-        if data:
-            raise self.decode_revert(data) from exc
-        if isinstance(exc, ContractLogicError):
-            raise ContractRevert("Revert", (str(exc),)) from exc
+    def check_deployed(self) -> None:
+        """ChainError unless there is contract code at the address (a wrong --contract, or a
+        chain that was reset, would otherwise look like 'gateway not registered')."""
+        if not self.w3.eth.get_code(self.address):
+            raise ChainError(f"no contract at {self.address} on chain {self.chain_id}")
 
     # --- administration (customs) ---------------------------------------------------------
     @classmethod
-    def deploy(cls, w3: Web3, deployer: Sender) -> AnchorRegistry:
+    def deploy(cls, w3: Web3, deployer: Sender, *, gas_price: int | None = None) -> AnchorRegistry:
         """Deploy a fresh registry; the deployer becomes `customs`, the registry admin."""
         art = load_artifact()
         factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        receipt = _send(w3, factory.constructor(), deployer)
+        receipt = tx.send_call(w3, factory.constructor(), deployer, gas_price=gas_price)
         if receipt["status"] != 1 or not receipt["contractAddress"]:
             raise ChainError(f"deployment failed: 0x{bytes(receipt['transactionHash']).hex()}")
-        return cls(w3, receipt["contractAddress"], from_block=receipt["blockNumber"])
+        registry = cls(w3, receipt["contractAddress"], from_block=receipt["blockNumber"])
+        registry.deploy_receipt = receipt
+        return registry
 
-    def register_gateway(
-        self, gateway_id: str, pubkey: bytes, submitter: str, sender: Sender
-    ) -> TxReceipt:
+    def register_gateway(self, gateway_id: str, pubkey: bytes, submitter: str, sender: Sender,
+                         *, gas_price: int | None = None) -> TxReceipt:
         """Customs only. `pubkey` is the raw 32-byte Ed25519 public key of the gateway."""
         if len(pubkey) != 32:
             raise ValueError(f"Ed25519 public key must be 32 raw bytes, got {len(pubkey)}")
         fn = self.contract.functions.registerGateway(
             gateway_key(gateway_id), pubkey, Web3.to_checksum_address(submitter)
         )
-        return self._transact(fn, sender)
+        return self._transact(fn, sender, gas_price)
 
-    def revoke_gateway(self, gateway_id: str, sender: Sender) -> TxReceipt:
-        """Customs only. Anchoring stops; registration and anchors stay readable."""
-        return self._transact(
-            self.contract.functions.revokeGateway(gateway_key(gateway_id)), sender
-        )
+    def revoke_gateway(self, gateway_id: str, sender: Sender, *,
+                       last_trusted_batch: int = TRUST_ALL,
+                       gas_price: int | None = None) -> TxReceipt:
+        """Customs only. Anchoring stops; registration and anchors stay readable. Verifiers
+        accept the gateway's records of batches 1..last_trusted_batch only (clamped to the
+        last anchored batch): pass the last batch anchored before a suspected compromise."""
+        if not 0 <= last_trusted_batch <= TRUST_ALL:
+            raise ValueError(f"last_trusted_batch must be 0..2**64-1, got {last_trusted_batch}")
+        fn = self.contract.functions.revokeGateway(gateway_key(gateway_id), last_trusted_batch)
+        return self._transact(fn, sender, gas_price)
 
-    def _transact(self, fn: Any, sender: Sender) -> TxReceipt:
+    def _transact(self, fn: Any, sender: Sender, gas_price: int | None) -> TxReceipt:
         try:
-            receipt = _send(self.w3, fn, sender)
-        except _REVERTS as exc:
-            self._reraise(exc)
+            receipt = tx.send_call(self.w3, fn, sender, gas_price=gas_price)
+        except REVERTS as exc:
+            self.decoder.reraise(exc)
             raise
         if receipt["status"] != 1:
             self._raise_replayed(receipt["transactionHash"], receipt["blockNumber"])
@@ -251,12 +209,13 @@ class AnchorRegistry:
     # --- reads --------------------------------------------------------------------------
     def gateway(self, gateway_id: str) -> GatewayInfo | None:
         """Registration and anchoring state, or None when the gateway was never registered."""
-        pk, sub, reg, rev, last, nxt, ch = self.contract.functions.gatewayInfo(
+        pk, sub, reg, rev, last, nxt, ch, trusted = self.contract.functions.gatewayInfo(
             gateway_key(gateway_id)
         ).call()
         if reg == 0:
             return None
-        return GatewayInfo(bytes(pk), Web3.to_checksum_address(sub), reg, rev, last, nxt, bytes(ch))
+        return GatewayInfo(bytes(pk), Web3.to_checksum_address(sub), reg, rev, last, nxt,
+                           bytes(ch), trusted)
 
     def customs(self) -> str:
         """The registry admin address (the deployer)."""
@@ -273,84 +232,42 @@ class AnchorRegistry:
         return value if any(value) else None
 
     # --- anchoring (gateway) ----------------------------------------------------------------
-    def build_anchor_tx(
-        self,
-        account: LocalAccount,
-        batch_seq: int,
-        root: bytes,
-        first_seq: int,
-        tree_size: int,
-        *,
-        nonce: int,
-        gas: int = 90_000,
-        gas_price: int | None = None,
-    ) -> tuple[bytes, bytes]:
+    def _anchor_fn(self, batch_seq: int, root: bytes, first_seq: int, tree_size: int) -> Any:
+        if len(root) != 32:
+            raise ValueError(f"root must be 32 bytes, got {len(root)}")
+        return self.contract.functions.anchor(batch_seq, root, first_seq, tree_size)
+
+    def preflight_anchor(self, submitter: str, batch_seq: int, root: bytes, first_seq: int,
+                         tree_size: int) -> None:
+        """eth_call the anchor first: a tx the contract would revert (revoked gateway, wrong
+        batch) raises ContractRevert here instead of burning gas and a nonce on chain."""
+        fn = self._anchor_fn(batch_seq, root, first_seq, tree_size)
+        try:
+            fn.call({"from": Web3.to_checksum_address(submitter)})
+        except REVERTS as exc:
+            self.decoder.reraise(exc)
+            raise
+
+    def build_anchor_tx(self, account: LocalAccount, batch_seq: int, root: bytes,
+                        first_seq: int, tree_size: int, *, nonce: int, gas: int = 90_000,
+                        gas_price: int | None = None,
+                        fees: Fees | None = None) -> tuple[bytes, bytes]:
         """Sign anchor(batchSeq, root, firstSeq, treeSize) without sending it.
 
-        Returns (raw signed tx, tx hash) for the journal. An explicit gas_price (0 is fine on
-        Besu free-gas networks) gives a legacy tx; otherwise EIP-1559 where the latest block
-        has a base fee, legacy at the node's gas price where it does not. One RPC round for
-        fees (plus chain id once); nothing is broadcast.
+        Returns (raw signed tx, tx hash) for the journal. `fees` wins; else `gas_price` (0 is
+        fine on Besu free-gas networks) gives a legacy tx; else what `tx.suggest_fees` says.
+        Nothing is broadcast.
         """
         if len(root) != 32:
             raise ValueError(f"root must be 32 bytes, got {len(root)}")
-        tx: dict[str, Any] = {
-            "to": self.address,
-            "value": 0,
-            "gas": gas,
-            "nonce": nonce,
-            "chainId": self.chain_id,
-            "data": self.contract.encode_abi(
-                "anchor", args=[batch_seq, root, first_seq, tree_size]
-            ),
-        }
-        if gas_price is not None:
-            tx["gasPrice"] = gas_price
-        else:
-            base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
-            if base_fee is None:
-                tx["gasPrice"] = self.w3.eth.gas_price
-            else:
-                tip = self.w3.eth.max_priority_fee if base_fee else 0
-                tx.update(type=2, maxPriorityFeePerGas=tip, maxFeePerGas=2 * base_fee + tip)
-        signed = account.sign_transaction(tx)
-        return bytes(signed.raw_transaction), bytes(signed.hash)
+        data = self.contract.encode_abi("anchor", args=[batch_seq, root, first_seq, tree_size])
+        fields = {"to": self.address, "value": 0, "gas": gas, "nonce": nonce,
+                  "chainId": self.chain_id, "data": data}
+        return tx.sign(account, fields, fees or tx.suggest_fees(self.w3, gas_price))
 
     def send_raw(self, raw: bytes) -> bytes:
-        """Broadcast a journaled raw tx; idempotent, returns its hash.
-
-        - node already has it ("already known", "known transaction", "already imported"): fine,
-          return the hash;
-        - "nonce too low": if THIS tx is known to the node (mined, or pending) return its
-          hash; otherwise another tx used the nonce, so raise NonceConsumed and let the caller
-          ask the contract whether the batch is anchored before building a new tx;
-        - a revert at submission (nodes that simulate) raises ContractRevert.
-        """
-        tx_hash = keccak(raw)
-        try:
-            return bytes(self.w3.eth.send_raw_transaction(raw))
-        except _NODE_REFUSALS as exc:
-            msg = str(exc)
-            if _KNOWN_TX.search(msg):
-                return tx_hash
-            if isinstance(exc, TransactionFailed) and self._tx_known(tx_hash):
-                return tx_hash  # eth-tester mined it and it reverted: receipt_event says why
-            low = _NONCE_LOW.search(msg)
-            if low and (low.group(1) is None or int(low.group(2)) < int(low.group(1))):
-                if self._tx_known(tx_hash):
-                    return tx_hash
-                raise NonceConsumed(
-                    f"nonce of tx 0x{tx_hash.hex()} already used by another transaction ({msg})"
-                ) from exc
-            self._reraise(exc)
-            raise ChainError(f"node refused tx 0x{tx_hash.hex()}: {msg}") from exc
-
-    def _tx_known(self, tx_hash: bytes) -> bool:
-        try:
-            self.w3.eth.get_transaction(tx_hash)
-        except TransactionNotFound:
-            return False
-        return True
+        """Broadcast a journaled raw tx; idempotent (see `tx.send_raw`), returns its hash."""
+        return tx.send_raw(self.w3, raw, self.decoder)
 
     def receipt_event(self, tx_hash: bytes) -> AnchorEvent | None:
         """The Anchored event of a mined tx; None while pending (or unknown to the node).
@@ -362,23 +279,43 @@ class AnchorRegistry:
             receipt = self.w3.eth.get_transaction_receipt(tx_hash)
         except TransactionNotFound:
             return None
+        return self.event_from_receipt(receipt)
+
+    def event_from_receipt(self, receipt: TxReceipt) -> AnchorEvent:
+        tx_hash = bytes(receipt["transactionHash"])
         if receipt["status"] != 1:
             self._raise_replayed(tx_hash, receipt["blockNumber"], receipt["gasUsed"])
         for log in receipt["logs"]:
             if log["address"] == self.address and log["topics"][0] == ANCHORED_TOPIC:
                 return self._event(log)
-        raise ChainError(f"tx 0x{bytes(tx_hash).hex()} succeeded but emitted no Anchored event")
+        raise ChainError(f"tx 0x{tx_hash.hex()} succeeded but emitted no Anchored event")
 
-    def anchor_event(self, gateway_id: str, batch_seq: int) -> AnchorEvent | None:
-        """The Anchored log of one batch, found by its indexed topics (gateway, batchSeq)."""
-        logs = self.w3.eth.get_logs(
-            {
-                "address": self.address,
-                "fromBlock": self.from_block,
-                "toBlock": "latest",
-                "topics": [ANCHORED_TOPIC, gateway_key(gateway_id), batch_seq.to_bytes(32, "big")],
-            }
-        )
+    def anchor_event(self, gateway_id: str, batch_seq: int, *,
+                     block_number: int | None = None) -> AnchorEvent | None:
+        """The Anchored log of one batch, found by its indexed topics (gateway, batchSeq).
+
+        `block_number` (from a proof) looks in that one block first. Otherwise, or when the
+        log is not there (a reorg moved it), the chain is searched backwards from the head in
+        windows of LOG_WINDOW blocks: Besu refuses wider eth_getLogs ranges by default
+        (--rpc-max-logs-range), and the batch looked for is usually recent.
+        """
+        topics = [ANCHORED_TOPIC, gateway_key(gateway_id), batch_seq.to_bytes(32, "big")]
+        if block_number is not None:
+            found = self._logs(topics, block_number, block_number)
+            if found is not None:
+                return found
+        high = self.w3.eth.block_number
+        while high >= self.from_block:
+            low = max(self.from_block, high - self.log_window + 1)
+            found = self._logs(topics, low, high)
+            if found is not None:
+                return found
+            high = low - 1
+        return None
+
+    def _logs(self, topics: list[bytes], low: int, high: int) -> AnchorEvent | None:
+        logs = self.w3.eth.get_logs({"address": self.address, "topics": topics,  # type: ignore[typeddict-item]
+                                     "fromBlock": low, "toBlock": high})
         live = [log for log in logs if not log.get("removed")]
         return self._event(live[-1]) if live else None
 
@@ -397,36 +334,14 @@ class AnchorRegistry:
         )
 
     def _raise_replayed(self, tx_hash: bytes, block_number: int, gas_used: int = -1) -> None:
-        tx = self.w3.eth.get_transaction(tx_hash)
-        if gas_used == tx["gas"]:
+        sent = self.w3.eth.get_transaction(tx_hash)
+        if gas_used == sent["gas"]:
             raise ChainError(f"tx 0x{bytes(tx_hash).hex()} ran out of gas ({gas_used})")
-        call: TxParams = {k: tx[k] for k in ("from", "to", "gas", "value")}  # type: ignore[assignment]
-        call["data"] = tx["input"]
+        call: TxParams = {k: sent[k] for k in ("from", "to", "gas", "value")}  # type: ignore[assignment]
+        call["data"] = sent["input"]
         try:
             self.w3.eth.call(call, block_identifier=max(block_number - 1, 0))
-        except _REVERTS as exc:
-            self._reraise(exc)
+        except REVERTS as exc:
+            self.decoder.reraise(exc)
         raise ChainError(f"tx 0x{bytes(tx_hash).hex()} reverted (reason not recoverable)")
 
-
-def _send(w3: Web3, fn: Any, sender: Sender) -> TxReceipt:
-    """Send a contract call/constructor from an unlocked account or a local key; wait for it."""
-    if isinstance(sender, LocalAccount):
-        tx = fn.build_transaction(
-            {
-                "from": sender.address,
-                "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-            }
-        )
-        tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-    else:
-        tx_hash = fn.transact({"from": _address(sender)})
-    return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-
-
-def fund(w3: Web3, from_addr: str, to_addr: str, wei: int) -> None:
-    """Move test ether from an unlocked, rich node account (eth-tester, anvil) to a fresh key."""
-    tx: TxParams = {"from": _address(from_addr), "to": _address(to_addr), "value": wei}  # type: ignore[typeddict-item]
-    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx), timeout=120)
-    if receipt["status"] != 1:
-        raise ChainError(f"funding {to_addr} failed")

@@ -14,6 +14,7 @@ from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from edge_agent.tail import JournalTail
 from ledger_client import chain
+from ledger_client.chain import ContractRevert
 from ledger_client.proof import BatchRoot, verify_log
 
 GW = "gw-anchor-test"
@@ -171,3 +172,25 @@ def test_run_loop_anchors_batches_as_records_arrive_and_after_a_dead_node(env) -
     asyncio.run(scenario())
     assert [b.status for b in env.journal.batches()] == ["anchored", "anchored"]
     assert env.registry.gateway(GW).last_batch == 2
+
+
+def test_a_revoked_gateway_stops_before_spending_gas_or_a_nonce(env) -> None:
+    env.readings(4)
+    sink = env.sink(max_leaves=2)
+    sink.close_due_batches(2)
+    _anchor_all(sink)
+    env.registry.revoke_gateway(GW, env.w3.eth.accounts[0])
+    sink.close_due_batches(4)
+    nonce = env.w3.eth.get_transaction_count(env.account.address)
+    with pytest.raises(ContractRevert) as excinfo:
+        sink.poll()
+    assert excinfo.value.error == "RevokedGateway"
+    assert env.w3.eth.get_transaction_count(env.account.address) == nonce
+    assert env.journal.batch(2).status == "built" and env.journal.batch(2).raw_tx is None
+
+
+@pytest.mark.parametrize("bad", [{"max_leaves": 0}, {"confirmations": -1},
+                                 {"gas_price_wei": -5}, {"poll_s": -1.0}])
+def test_policy_refuses_nonsense(bad) -> None:
+    with pytest.raises(ValueError):
+        BatchPolicy(**bad)

@@ -19,8 +19,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
-from ledger_client import chain
+from ledger_client import chain, tx
 from ledger_client.chain import AnchorEvent, AnchorRegistry, ContractRevert, NonceConsumed
+from ledger_client.errors import revert_data
 
 GAS_BUDGET = 60_000
 GW = "PA-BALBOA-GW-01"
@@ -202,7 +203,7 @@ def test_eth_call_revert_is_decoded(env: Env) -> None:
     fn = env.reg.contract.functions.anchor(5, rnd_root(), 1, 1)
     with pytest.raises(Exception) as excinfo:
         fn.call({"from": env.submitter.address})
-    data = chain._revert_data(excinfo.value)
+    data = revert_data(excinfo.value)
     assert data is not None and env.reg.decode_revert(data).error == "BadBatchSeq"
 
 
@@ -255,6 +256,38 @@ def test_revoked_gateway_rejected_history_readable(env: Env) -> None:
     ev = env.reg.anchor_event(GW, 1)
     assert ev is not None and ev.root == root
     assert env.reg.gateway_of(env.submitter.address) == keccak(GW.encode())
+    assert info.last_trusted_batch == 1  # default: every batch anchored before revocation
+    assert info.trusts_batch(1) and not info.trusts_batch(2)
+
+
+@pytest.mark.parametrize(("asked", "trusted"), [(0, 0), (2, 2), (3, 3), (7, 3), (2**64 - 1, 3)])
+def test_revocation_says_which_batches_stay_trusted(env: Env, asked: int, trusted: int) -> None:
+    for batch in range(1, 4):
+        env.anchor(batch, rnd_root(), 1 + (batch - 1) * 2, 2)
+    receipt = env.reg.revoke_gateway(GW, env.customs, last_trusted_batch=asked)
+    info = env.reg.gateway(GW)
+    assert info is not None and info.revoked and info.last_trusted_batch == trusted
+    assert (info.last_batch, info.next_seq) == (3, 7)  # the packed state is intact
+    assert [info.trusts_batch(b) for b in range(1, 5)] == [b <= trusted for b in range(1, 5)]
+    event = env.reg.contract.events.GatewayRevoked().process_receipt(receipt)[0]["args"]
+    assert (event["revokedAt"], event["lastTrustedBatch"]) == (receipt["blockNumber"], trusted)
+    with pytest.raises(ValueError, match=r"0\.\.2"):
+        env.reg.revoke_gateway(GW, env.customs, last_trusted_batch=-1)
+
+
+def test_raw_tx_fields_and_replacement_fees(env: Env) -> None:
+    raw, tx_hash = env.reg.build_anchor_tx(env.submitter, 1, rnd_root(), 1, 1, nonce=7)
+    decoded = tx.decode_raw(raw)
+    assert (decoded.nonce, decoded.hash, decoded.fees.legacy) == (7, tx_hash, False)
+    legacy, _ = env.reg.build_anchor_tx(env.submitter, 1, rnd_root(), 1, 1, nonce=3,
+                                        gas_price=1_000)
+    assert (tx.decode_raw(legacy).fees, tx.decode_raw(legacy).nonce) == (tx.Fees(1_000), 3)
+    bumped = decoded.fees.bumped()
+    assert bumped.max_fee >= decoded.fees.max_fee * 1.1 and bumped.tip >= decoded.fees.tip * 1.1  # type: ignore[operator]
+    assert tx.Fees(gas_price=100).bumped(tx.Fees(gas_price=500)) == tx.Fees(gas_price=500)
+    assert tx.Fees(gas_price=0).bumped().gas_price == 1
+    with pytest.raises(ValueError, match=r"unsupported transaction type"):
+        tx.decode_raw(b"\x01\x02")
 
 
 def test_send_raw_is_idempotent_and_detects_stolen_nonce(env: Env) -> None:

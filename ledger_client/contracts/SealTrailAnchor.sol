@@ -12,8 +12,10 @@ pragma solidity ^0.8.24;
 ///           - per-gateway anchoring state lives in a `Lane` keyed by the submitter address, so
 ///             the one keccak of msg.sender finds the gateway id, the state and the chain hash
 ///             (3 cold SLOADs), and the roots (one slot per batch, no second keccak);
-///           - `state` packs lastBatch | nextSeq << 64 | revokedAt << 128 in ONE slot: one
-///             SLOAD answers "revoked?", "which batch?" and "which seq?", one SSTORE updates it;
+///           - `state` packs lastBatch | nextSeq << 64 | revokedAt << 128 |
+///             lastTrustedBatch << 192 in ONE slot: one SLOAD answers "revoked?", "which batch?"
+///             and "which seq?", one SSTORE updates it (the top two fields are zero until a
+///             revocation, after which anchor never writes the slot again);
 ///           - registration makes `state` (nextSeq = 1) and `chainHash` (chainHash_0) non-zero,
 ///             so every anchor, the first included, pays the non-zero -> non-zero SSTORE price;
 ///           - pubkey, submitter and registeredAt live in `Registration`, never read by anchor.
@@ -32,6 +34,7 @@ contract SealTrailAnchor {
     struct Lane {
         bytes32 gateway; //    slot +0: gateway id served by this submitter
         uint256 state; //      slot +1: lastBatch | nextSeq << 64 | revokedAt << 128
+        //                                | lastTrustedBatch << 192
         bytes32 chainHash; //  slot +2: chainHash of the last anchored batch (chainHash_0 first)
     }
 
@@ -45,7 +48,7 @@ contract SealTrailAnchor {
     mapping(address => Lane) private _lanes;
 
     event GatewayRegistered(bytes32 indexed gateway, bytes32 pubkey, address indexed submitter);
-    event GatewayRevoked(bytes32 indexed gateway, uint64 revokedAt);
+    event GatewayRevoked(bytes32 indexed gateway, uint64 revokedAt, uint64 lastTrustedBatch);
     event Anchored(
         bytes32 indexed gateway,
         uint64 indexed batchSeq,
@@ -105,15 +108,21 @@ contract SealTrailAnchor {
     }
 
     /// @notice Stop a gateway from anchoring. Its registration and anchors stay readable.
-    function revokeGateway(bytes32 gateway) external onlyCustoms {
+    ///         A key is usually revoked because it leaked, and the leak is found after the
+    ///         fact, so customs also says up to which batch it still trusts the gateway:
+    ///         verifiers accept records of batches 1..lastTrustedBatch only. Values above the
+    ///         last anchored batch mean "every batch anchored so far" (decommissioning).
+    function revokeGateway(bytes32 gateway, uint64 lastTrustedBatch) external onlyCustoms {
         Registration storage reg = _registrations[gateway];
         if (reg.registeredAt == 0) revert UnknownGateway(gateway);
         Lane storage lane = _lanes[reg.submitter];
         uint256 st = lane.state;
         uint64 revokedAt = uint64(st >> 128);
         if (revokedAt != 0) revert AlreadyRevoked(gateway, revokedAt);
-        lane.state = st | (uint256(block.number) << 128);
-        emit GatewayRevoked(gateway, uint64(block.number));
+        uint64 lastBatch = uint64(st & MASK64);
+        uint64 trusted = lastTrustedBatch < lastBatch ? lastTrustedBatch : lastBatch;
+        lane.state = st | (uint256(block.number) << 128) | (uint256(trusted) << 192);
+        emit GatewayRevoked(gateway, uint64(block.number), trusted);
     }
 
     /// @notice Anchor batch `batchSeq` of the caller's gateway: the RFC 9162 root over records
@@ -180,22 +189,24 @@ contract SealTrailAnchor {
             uint64 revokedAt,
             uint64 lastBatch,
             uint64 nextSeq,
-            bytes32 chainHash
+            bytes32 chainHash,
+            uint64 lastTrustedBatch
         )
     {
         Registration storage reg = _registrations[gateway];
         submitter = reg.submitter;
-        if (submitter == address(0)) return (0, address(0), 0, 0, 0, 0, 0);
+        if (submitter == address(0)) return (0, address(0), 0, 0, 0, 0, 0, 0);
         Lane storage lane = _lanes[submitter];
         uint256 st = lane.state;
         return (
             reg.pubkey,
             submitter,
             reg.registeredAt,
-            uint64(st >> 128),
+            uint64((st >> 128) & MASK64),
             uint64(st & MASK64),
             uint64((st >> 64) & MASK64),
-            lane.chainHash
+            lane.chainHash,
+            uint64(st >> 192)
         );
     }
 }
