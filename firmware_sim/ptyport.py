@@ -46,7 +46,7 @@ class PtyPort:
         self.device_id = device_id
         self.fast = fast
         self._link = Path(link) if link is not None else None
-        self._pair: PtyPair | None = PtyPair(self._link)
+        self._pair: PtyPair | None = _nonblocking(PtyPair(self._link))
         self._spare: PtyPair | None = None
         self.paths: list[str] = [self._pair.slave_path]
         self.bytes_sent = 0
@@ -160,7 +160,7 @@ class PtyPort:
         """Plug back in as a new pty; the link (if any) now points at it."""
         if self._pair is not None:
             return {"already_plugged": True}
-        pair = self._spare if self._spare is not None else PtyPair(None)
+        pair = _nonblocking(self._spare if self._spare is not None else PtyPair(None))
         self._spare = None
         if self._link is not None:
             pair.link_to(self._link)
@@ -174,6 +174,13 @@ class PtyPort:
             if pair is not None:
                 pair.close()
         self._pair = self._spare = None
+
+
+def _nonblocking(pair: PtyPair) -> PtyPair:
+    """A pty holds ~20 KiB: a blocking write to a slow reader would stall the whole loop,
+    i.e. every simulated device, where only this port's coroutine should wait."""
+    os.set_blocking(pair.master_fd, False)
+    return pair
 
 
 async def _writable(fd: int) -> None:

@@ -51,7 +51,7 @@ class GnssHealth:
         self._lost = False
         self._jammed_since: int | None = None
         self._healthy_since: int | None = None
-        self._sats: deque[tuple[int, int]] = deque()  # (t_ms, sats) inside the window
+        self._sats: deque[tuple[int, int]] = deque()  # (t_ms, sats), sats decreasing
 
     @property
     def lost(self) -> bool:
@@ -99,7 +99,9 @@ class GnssHealth:
         # before its first SKY) says nothing about satellites: as "0" it would look like a
         # collapse and raise a jamming suspicion from one damaged line.
         known = fix.sats != UNKNOWN_SATS
-        if known:
+        if known:  # a monotonic deque: its head is the window's maximum, O(1) per fix
+            while self._sats and self._sats[-1][1] <= fix.sats:
+                self._sats.pop()
             self._sats.append((fix.t_ms, fix.sats))
         while self._sats and self._sats[0][0] < fix.t_ms - p.jam_window_ms:
             self._sats.popleft()
@@ -109,7 +111,7 @@ class GnssHealth:
             err_h_cm = round(math.hypot(fix.err_lat_cm, fix.err_lon_cm))
             if err_h_cm > p.jam_err_cm:
                 indicators.append("error_estimate")
-        most = max((s for _, s in self._sats), default=0)
+        most = self._sats[0][1] if self._sats else 0
         if known and most >= p.jam_sats_before and fix.sats <= p.jam_sats_after:
             indicators.append("satellites_collapse")
         if indicators:

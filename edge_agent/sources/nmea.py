@@ -40,7 +40,6 @@ from edge_agent.sources.nmea_fields import (
     dop_x10,
     fixed,
     frame,
-    get,
     kmh_cmps,
     knots_cmps,
     small_int,
@@ -69,6 +68,7 @@ _VTG = _layout(pynmea2.VTG)
 _GSA = _layout(pynmea2.GSA)
 _GST = _layout(pynmea2.GST)
 _GSA_SATS = tuple(_GSA[f"sv_id{n:02d}"] for n in range(1, 13))
+_WIDTH = 1 + max(max(t.values()) for t in (_GGA, _RMC, _VTG, _GSA, _GST))
 _TIMED = frozenset({"GGA", "RMC", "GST"})
 _FIRST_EPOCH = frozenset({"GGA", "RMC"})
 
@@ -123,75 +123,75 @@ class _Epoch:
 
 
 def _gga(f: list[str], ep: _Epoch) -> None:
-    quality = small_int(get(f, _GGA["gps_qual"]), 2)
+    quality = small_int(f[_GGA["gps_qual"]], 2)
     if quality == 0:
         ep.invalid = True
         return
     ep.gga_quality = quality
-    ep.lat_e7 = angle_e7(get(f, _GGA["lat"]), get(f, _GGA["lat_dir"]), 90, "S", "N")
-    ep.lon_e7 = angle_e7(get(f, _GGA["lon"]), get(f, _GGA["lon_dir"]), 180, "W", "E")
-    sats = get(f, _GGA["num_sats"])
+    ep.lat_e7 = angle_e7(f[_GGA["lat"]], f[_GGA["lat_dir"]], 90, "S", "N")
+    ep.lon_e7 = angle_e7(f[_GGA["lon"]], f[_GGA["lon_dir"]], 180, "W", "E")
+    sats = f[_GGA["num_sats"]]
     if sats:
         ep.sats = small_int(sats, 3)
-    hdop = dop_x10(get(f, _GGA["horizontal_dil"]))
+    hdop = dop_x10(f[_GGA["horizontal_dil"]])
     if hdop is not None:
         ep.hdop_x10 = hdop
-    alt = get(f, _GGA["altitude"])
+    alt = f[_GGA["altitude"]]
     if alt:
         ep.alt_cm = fixed(alt, 2)
 
 
 def _rmc(f: list[str], ep: _Epoch) -> None:
-    status = get(f, _RMC["status"])
-    mode = get(f, _RMC["mode_indicator"])
+    status = f[_RMC["status"]]
+    mode = f[_RMC["mode_indicator"]]
     if status == "V" or mode == "N":
         ep.invalid = True
         # the receiver's date still dates its no-fix report (a tunnel across midnight would
         # otherwise be reported with yesterday's date, 24 h back)
         with contextlib.suppress(Reject):
-            ep.date = date(get(f, _RMC["datestamp"]))
+            ep.date = date(f[_RMC["datestamp"]])
         return
     if status != "A" or (mode and mode not in _RMC_MODE_QUALITY):
         raise Reject("parse_error")
     ep.rmc_quality = _RMC_MODE_QUALITY.get(mode, 1)
-    ep.rmc_pos = (angle_e7(get(f, _RMC["lat"]), get(f, _RMC["lat_dir"]), 90, "S", "N"),
-                  angle_e7(get(f, _RMC["lon"]), get(f, _RMC["lon_dir"]), 180, "W", "E"))
-    ep.date = date(get(f, _RMC["datestamp"]))
-    speed = get(f, _RMC["spd_over_grnd"])
+    ep.rmc_pos = (angle_e7(f[_RMC["lat"]], f[_RMC["lat_dir"]], 90, "S", "N"),
+                  angle_e7(f[_RMC["lon"]], f[_RMC["lon_dir"]], 180, "W", "E"))
+    ep.date = date(f[_RMC["datestamp"]])
+    speed = f[_RMC["spd_over_grnd"]]
     ep.speed_cmps = knots_cmps(speed) if speed else None  # None: VTG may have it
-    course = get(f, _RMC["true_course"])
+    course = f[_RMC["true_course"]]
     ep.course_cdeg = course_cdeg(course) if course else None
 
 
 def _vtg(f: list[str], ep: _Epoch) -> None:
-    if get(f, _VTG["faa_mode"]) == "N":
+    if f[_VTG["faa_mode"]] == "N":
         return  # no fix: says nothing about the epoch's position, and RMC/GGA carry validity
-    course = get(f, _VTG["true_track"])
-    knots = get(f, _VTG["spd_over_grnd_kts"])
-    kmh = get(f, _VTG["spd_over_grnd_kmph"])
+    course = f[_VTG["true_track"]]
+    knots = f[_VTG["spd_over_grnd_kts"]]
+    kmh = f[_VTG["spd_over_grnd_kmph"]]
     speed = knots_cmps(knots) if knots else (kmh_cmps(kmh) if kmh else None)
     ep.vtg = (speed, course_cdeg(course) if course else None)
 
 
 def _gsa(f: list[str], ep: _Epoch) -> None:
-    fix_type = small_int(get(f, _GSA["mode_fix_type"]), 1)
+    fix_type = small_int(f[_GSA["mode_fix_type"]], 1)
     if fix_type == 1:
         ep.invalid = True
         return
     if fix_type not in (2, 3):
         raise Reject("parse_error")
     ep.fix_mode = fix_type
-    ep.sats = sum(1 for idx in _GSA_SATS if get(f, idx))
-    ep.pdop_x10 = dop_x10(get(f, _GSA["pdop"]))
-    ep.hdop_x10 = dop_x10(get(f, _GSA["hdop"]))
-    ep.vdop_x10 = dop_x10(get(f, _GSA["vdop"]))
+    ep.sats = sum(1 for idx in _GSA_SATS if f[idx])
+    ep.pdop_x10 = dop_x10(f[_GSA["pdop"]])
+    ep.hdop_x10 = dop_x10(f[_GSA["hdop"]])
+    ep.vdop_x10 = dop_x10(f[_GSA["vdop"]])
 
 
 def _gst(f: list[str], ep: _Epoch) -> None:
-    lat, lon = get(f, _GST["std_dev_latitude"]), get(f, _GST["std_dev_longitude"])
+    lat, lon = f[_GST["std_dev_latitude"]], f[_GST["std_dev_longitude"]]
     if not (lat and lon):
         return  # receivers send an empty GST while they have no fix
-    alt = get(f, _GST["std_dev_altitude"])
+    alt = f[_GST["std_dev_altitude"]]
     err = (fixed(lat, 2), fixed(lon, 2), fixed(alt, 2) if alt else None)
     if min(err[0], err[1], err[2] or 0) < 0:
         raise Reject("parse_error")
@@ -252,6 +252,7 @@ class NmeaDecoder:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.emitted = 0
+        self.rejected = 0  # lines refused outright (damaged, unsupported), not merged ones
         self._pending: _Epoch | None = None
         self._closed_tod: int | None = None
         self._seen: set[str] = set()  # sentence types of the current epoch, even late ones
@@ -270,6 +271,7 @@ class NmeaDecoder:
             self.counts[str(rej.args[0])] += 1
         except Exception:  # pragma: no cover - defensive: untrusted input must not kill a source
             self.counts["internal_error"] += 1
+        self.rejected += 1
         return []
 
     def flush(self) -> list[GpsFix | NoFix]:
@@ -283,6 +285,8 @@ class NmeaDecoder:
 
     def _feed(self, line: bytes) -> list[GpsFix | NoFix]:
         fields = frame(line)
+        if len(fields) < _WIDTH:  # a truncated sentence reads as empty fields, not IndexError
+            fields += [""] * (_WIDTH - len(fields))
         head = fields[0]
         talker, kind = head[:2], head[2:]
         parse = _PARSERS.get(kind)
@@ -293,7 +297,7 @@ class NmeaDecoder:
         if kind not in _TIMED:
             return self._untimed(kind, part)
         try:
-            tod_ms = time_of_day_ms(get(fields, _TIME_FIELD[kind]))
+            tod_ms = time_of_day_ms(fields[_TIME_FIELD[kind]])
         except Reject:
             if part.invalid:  # receivers without a fix often have no time either
                 self.counts["invalid_fix"] += 1

@@ -79,8 +79,11 @@ def fixed(text: str, digits: int) -> int:
     if m is None:
         raise Reject("parse_error")
     frac = m[3] or ""
-    value = round_div(int(m[2] + frac), 10 ** len(frac)) if digits == 0 else \
-        round_div(int(m[2] + frac) * 10 ** digits, 10 ** len(frac))
+    extra = len(frac) - digits
+    if extra <= 0:  # the common case: no rounding, no division
+        value = int(m[2] + frac) * 10 ** -extra
+    else:
+        value = round_div(int(m[2] + frac), 10 ** extra)
     return -value if m[1] else value
 
 
@@ -144,11 +147,6 @@ def angle_e7(text: str, hemi: str, max_deg: int, neg: str, pos: str) -> int:
     if e7 > max_deg * 10_000_000:
         raise Reject("parse_error")
     return -e7 if hemi == neg else e7
-
-
-def get(fields: list[str], idx: int) -> str:
-    """A field's text; "" when a truncated sentence lacks it."""
-    return fields[idx].strip() if idx < len(fields) else ""
 
 
 def small_int(text: str, width: int) -> int:

@@ -19,6 +19,10 @@ class NmeaHandler:
         self.decoder = NmeaDecoder()
         self.stream = stream
 
+    @property
+    def rejected(self) -> int:
+        return self.decoder.rejected
+
     def handle(self, line: bytes) -> list[Item]:
         return [d for obs in self.decoder.feed(line) for d in self.stream.observe(obs)]
 

@@ -33,10 +33,15 @@ from edge_agent.ratelog import RateLimitedLog
 from edge_agent.sources.framing import LineFramer
 
 log = logging.getLogger(__name__)
+STABLE_S = 5.0
+"""A connection that lasted this long resets the reconnect backoff."""
 
 
 class LineHandler(Protocol):
     """Turns one complete line into drafts. Must never raise; counts its own rejects."""
+
+    rejected: int
+    """Lines dropped so far (the source logs new ones at a bounded rate)."""
 
     def handle(self, line: bytes) -> list[Item]: ...
 
@@ -92,7 +97,7 @@ class SerialLineSource:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self._backoff[1])
                 continue
-            delay = self._backoff[0]
+            opened = time.monotonic()
             if self._was_connected:
                 await emit(self._status("sensorConnected", port=self.port))
             self._was_connected = True
@@ -111,11 +116,19 @@ class SerialLineSource:
             await emit(self._status("sensorDisconnected", port=self.port))
             self._ratelog.warning(f"{self.name} gone", "%s: %s went away; reopening",
                                   self.name, self.port)
+            if time.monotonic() - opened < STABLE_S:
+                # a flapping adapter (opens, dies at once) backs off like one that cannot open,
+                # or it would fill the journal with connect/disconnect records
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._backoff[1])
+            else:
+                delay = self._backoff[0]
 
     async def _read(self, port: serial.Serial, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
         fd = port.fileno()
         silent_since: int | None = None
+        rejected = self.handler.rejected
         while True:
             ready: asyncio.Future[None] = loop.create_future()
             loop.add_reader(fd, _set_once, ready)
@@ -149,7 +162,13 @@ class SerialLineSource:
                 silent_since = None
             self.counts["bytes"] += len(data)
             for line in self.framer.feed(data):
-                for item in self.handler.handle(line):
+                items = self.handler.handle(line)
+                if self.handler.rejected != rejected:
+                    rejected = self.handler.rejected
+                    self._ratelog.warning(f"{self.name} bad line", "%s: dropped a line (%d so "
+                                          "far; reasons in stats()): %r", self.name, rejected,
+                                          line[:80])
+                for item in items:
                     await emit(item)
 
     def _status(self, event: str, **details: object) -> Draft:

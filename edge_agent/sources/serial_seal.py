@@ -20,15 +20,18 @@ class SealSentenceHandler:
         self.auth = auth
         self.via = via
         self.counts: Counter[str] = Counter()
+        self.rejected = 0
 
     def handle(self, line: bytes) -> list[Item]:
         try:
             msg = decode_sentence(line)
         except Reject as rej:
             self.counts[f"seal_{rej.args[0]}"] += 1
+            self.rejected += 1
             return []
         except Exception:  # pragma: no cover - defensive: untrusted input must not kill a source
             self.counts["seal_internal_error"] += 1
+            self.rejected += 1
             return []
         return list(self.auth.check(msg, self.via))
 
