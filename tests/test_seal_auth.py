@@ -25,7 +25,6 @@ from edge_agent.sources.seal_auth import (
     KeystoreError,
     SealAuthenticator,
     load_keystore,
-    write_keystore,
 )
 from edge_agent.sources.seal_codec import decode_json, decode_sentence
 from edge_agent.sources.serial_seal import SealSentenceHandler
@@ -235,10 +234,10 @@ def test_failure_alerts_are_rate_limited_and_not_repeated_after_restart(journal:
 
 def test_keystore_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "seals.json"
-    write_keystore(path, {"S1": KEY})
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, json.dumps({"version": 1, "seals": {"S1": KEY.hex()}}).encode())
+    os.close(fd)
     assert load_keystore(path) == {"S1": KEY}
-    with pytest.raises(FileExistsError):
-        write_keystore(path, {"S1": KEY})
     os.chmod(path, 0o644)
     with pytest.raises(KeystoreError, match="too open"):
         load_keystore(path)

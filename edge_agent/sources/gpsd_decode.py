@@ -31,6 +31,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from edge_agent.sources.gps_fix import UNKNOWN_HDOP_X10, UNKNOWN_SATS, GpsFix, NoFix
+from edge_agent.sources.nmea_fields import Reject
 
 Obs = GpsFix | NoFix
 
@@ -45,10 +46,6 @@ _MIN_T_S = 315_964_800  # 1980-01-06, the GPS epoch: nothing earlier is a real f
 _MAX_T_S = 7_258_118_400  # 2200-01-01
 
 
-class _Reject(Exception):
-    """Internal: a line is dropped; ``args[0]`` is the reason counted."""
-
-
 def _round(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
 
@@ -60,9 +57,9 @@ def _number(obj: dict[str, Any], key: str, lo: int, hi: int) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise _Reject("bad_field")
+        raise Reject("bad_field")
     if not lo <= value <= hi:
-        raise _Reject("bad_field")
+        raise Reject("bad_field")
     return Decimal(value)
 
 
@@ -76,18 +73,18 @@ def _t_ms(value: Any) -> int:
     if isinstance(value, str):
         m = _ISO_RE.fullmatch(value)
         if m is None:
-            raise _Reject("bad_time")
+            raise Reject("bad_time")
         year, month, day, hh, mm, ss = (int(g) for g in m.groups()[:6])
         if not (1 <= month <= 12 and 1980 <= year < 2200  # as _MIN_T_S.._MAX_T_S
                 and 1 <= day <= calendar.monthrange(year, month)[1]
                 and hh <= 23 and mm <= 59 and ss <= 59):
-            raise _Reject("bad_time")
+            raise Reject("bad_time")
         frac = _round(Decimal("0." + (m[7] or "0")) * 1000)
         return calendar.timegm((year, month, day, hh, mm, ss)) * 1000 + frac
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise _Reject("bad_time")
+        raise Reject("bad_time")
     if not _MIN_T_S <= value < _MAX_T_S:
-        raise _Reject("bad_time")
+        raise Reject("bad_time")
     return _round(Decimal(value) * 1000)
 
 
@@ -164,7 +161,7 @@ class GpsdDecoder:
         """Consume one report line (CR/LF optional). Never raises, whatever the bytes."""
         try:
             return self._feed(bytes(line))
-        except _Reject as rej:
+        except Reject as rej:
             self.counts[str(rej.args[0])] += 1
         except Exception:  # pragma: no cover - defensive: untrusted input must not kill a source
             self.counts["internal_error"] += 1
@@ -189,18 +186,18 @@ class GpsdDecoder:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Reject("not_utf8") from None
+            raise Reject("not_utf8") from None
         try:
             report = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
         except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; so is _no_constant
-            raise _Reject("bad_json") from None
+            raise Reject("bad_json") from None
         if not isinstance(report, dict):
-            raise _Reject("not_object")
+            raise Reject("not_object")
         cls = report.get("class")
         if cls in ("TPV", "SKY", "GST"):
             device = report.get("device")
             if device is not None and self._locked is not None and device != self._locked:
-                raise _Reject("other_device")
+                raise Reject("other_device")
             if cls == "TPV":
                 if self._locked is None and isinstance(device, str):
                     self._locked = device
@@ -226,7 +223,7 @@ class GpsdDecoder:
         elif cls == "WATCH":
             self.counts["watch"] += 1  # gpsd confirmed the subscription
         elif not isinstance(cls, str):
-            raise _Reject("no_class")
+            raise Reject("no_class")
         elif cls != "DEVICES":
             self.counts["other_class"] += 1
         return []
@@ -234,7 +231,7 @@ class GpsdDecoder:
     def _tpv(self, report: dict[str, Any]) -> list[Obs]:
         mode = report.get("mode")
         if type(mode) is not int or not 0 <= mode <= 3:  # not bool, not 2.0: it is signed
-            raise _Reject("bad_mode")
+            raise Reject("bad_mode")
         raw_time = report.get("time")
         t_ms = None if raw_time is None else _t_ms(raw_time)
         if mode < 2:
@@ -248,7 +245,7 @@ class GpsdDecoder:
                 self._last_t = t_ms
             return [*out, NoFix(t_ms)]
         if t_ms is None:
-            raise _Reject("no_time")
+            raise Reject("no_time")
         tpv = _fix_tpv(report, t_ms, mode, self.counts)
         self.counts["tpv"] += 1
         pending = self._pending
@@ -351,7 +348,7 @@ def _optional(counts: Counter[str], obj: dict[str, Any], key: str, scale: int, l
     """An optional field: a bad value loses the field (counted), not the whole report."""
     try:
         return _scaled(obj, key, scale, lo, hi)
-    except _Reject:
+    except Reject:
         counts["bad_field"] += 1
         return None
 
@@ -360,10 +357,10 @@ def _fix_tpv(report: dict[str, Any], t_ms: int, mode: int, counts: Counter[str])
     try:
         lat = _scaled(report, "lat", 10_000_000, -90, 90)
         lon = _scaled(report, "lon", 10_000_000, -180, 180)
-    except _Reject:
-        raise _Reject("bad_position") from None
+    except Reject:
+        raise Reject("bad_position") from None
     if lat is None or lon is None:
-        raise _Reject("no_position")
+        raise Reject("no_position")
     status = report.get("status", 1)
     quality = STATUS_QUALITY.get(status, 0) if type(status) is int else 0
     if quality == 0:
@@ -405,10 +402,10 @@ def _gst(report: dict[str, Any]) -> _Gst:
         lat = _scaled(report, "lat", 100, 0, 100_000)
         lon = _scaled(report, "lon", 100, 0, 100_000)
         alt = _scaled(report, "alt", 100, 0, 100_000)
-    except _Reject:
-        raise _Reject("bad_gst") from None
+    except Reject:
+        raise Reject("bad_gst") from None
     if lat is None or lon is None:
-        raise _Reject("bad_gst")
+        raise Reject("bad_gst")
     return _Gst(lat, lon, alt)
 
 

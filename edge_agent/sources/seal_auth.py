@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import stat
 import time
 import uuid
@@ -210,11 +209,3 @@ def _auth_alert(gateway_id: str, msg: SealMessage, via: str, reason: str, st: _S
         "details": details,
     }
     return Draft(t_ms, "alert", "seal-auth", body)
-
-
-def write_keystore(path: str | Path, keys: dict[str, bytes]) -> None:
-    """Create a keystore (0600, refuses to overwrite): for installers' tooling and tests."""
-    doc = {"version": 1, "seals": {sid: key.hex() for sid, key in sorted(keys.items())}}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out, indent=1)
