@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.keys import public_hex
-from ledger_client.records import GENESIS_PREV, VERSION, record_hash, sign_record
+from ledger_client.records import GENESIS_PREV, RecordSigner, record_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -113,6 +113,7 @@ class Journal:
         self.path = Path(path)
         self.gateway_id = gateway_id
         self._key = key
+        self._signer = RecordSigner(gateway_id, key)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -157,12 +158,10 @@ class Journal:
         row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (row[0], row[1].hex()) if row else (0, GENESIS_PREV)
         stored = []
+        sign = self._signer.sign
         for draft in drafts:
             seq += 1
-            _, signed = sign_record({
-                "v": VERSION, "gw": self.gateway_id, "seq": seq, "t_ms": draft.t_ms,
-                "kind": draft.kind, "src": draft.src, "body": draft.body, "prev": prev,
-            }, self._key)
+            signed = sign(seq, draft.t_ms, draft.kind, draft.src, draft.body, prev)
             digest = record_hash(signed)
             stored.append(Stored(seq, draft.t_ms, draft.kind, draft.src, digest, signed))
             prev = digest.hex()

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _json_str  # type: ignore[attr-defined]  # the C one
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -91,28 +92,59 @@ def record_hash(signed: bytes) -> bytes:
 def sign_record(unsigned: dict[str, Any], key: Ed25519PrivateKey) -> tuple[dict[str, Any], bytes]:
     """Sign a record (all fields but `sig`); returns the record and its signed bytes.
 
-    The body is validated first, so nothing unsignable ever reaches the journal.
+    The body is validated first, so nothing unsignable ever reaches the journal. The journal
+    signs through ``RecordSigner``, which gives the same bytes faster; this is the plain form.
     """
     check_json_value(unsigned.get("body"))
-    message = canonical(unsigned)
-    sig = key.sign(message).hex()
+    sig = key.sign(canonical(unsigned)).hex()
     record = dict(unsigned, sig=sig)
-    return record, _with_sig(message, sig) if set(unsigned) == _UNSIGNED else canonical(record)
+    return record, canonical(record)
 
 
-_UNSIGNED = frozenset(FIELDS) - {"sig"}
+class RecordSigner:
+    """Signs the successive records of one gateway: the journal's per-reading hot path.
 
-
-def _with_sig(message: bytes, sig: str) -> bytes:
-    """Canonical bytes of the record with ``sig``, spliced into the unsigned canonical bytes
-    instead of encoding the record a second time (this runs once per reading).
-
-    Keys are sorted, so ``"sig"`` goes right before the top-level ``"src"``; that is the last
-    ``,"src":`` in the bytes, because only ``t_ms`` and ``v`` (integers) follow it, and a raw
-    ``"`` cannot occur inside a JSON string, so no string value can contain the pattern.
+    The canonical bytes are assembled around the body's encoding instead of encoding the whole
+    record twice (once without ``sig`` to sign, once with it to store). The top-level keys are
+    fixed, and in sorted order ``sig`` sits between ``seq`` and ``src``, so both byte strings
+    share a head and a tail. ``tests/test_records.py`` holds it equal to ``canonical``.
     """
-    at = message.rindex(b',"src":')
-    return b'%s,"sig":"%s"%s' % (message[:at], sig.encode("ascii"), message[at:])
+
+    def __init__(self, gateway_id: str, key: Ed25519PrivateKey):
+        self._key = key
+        self._gw = _json_str(gateway_id)
+
+    def sign(self, seq: int, t_ms: int, kind: str, src: str, body: Mapping[str, Any],
+             prev: str) -> bytes:
+        """Signed bytes of record ``seq``; RecordError if the body or a number is unsignable."""
+        if type(t_ms) is not int or not -MAX_SAFE_INT <= t_ms <= MAX_SAFE_INT:
+            raise RecordError(f"t_ms {t_ms!r} is not an integer within +/-(2**53-1)",
+                              field="t_ms")
+        head = (f'{{"body":{_body_json(body)},"gw":{self._gw},"kind":{_json_str(kind)},'
+                f'"prev":"{prev}","seq":{seq}')
+        tail = f',"src":{_json_str(src)},"t_ms":{t_ms},"v":{VERSION}}}'
+        sig = self._key.sign((head + tail).encode()).hex()
+        return f'{head},"sig":"{sig}"{tail}'.encode()
+
+
+def _body_json(body: Mapping[str, Any]) -> str:
+    """Canonical JSON of a body; a flat body of ASCII keys and safe integers or strings (every
+    reading) is written here in one pass that also does ``check_json_value``'s job."""
+    parts = []
+    for name in sorted(body) if all(type(k) is str and k.isascii() for k in body) else ():
+        value = body[name]
+        kind = type(value)
+        if kind is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            parts.append(f"{_json_str(name)}:{value}")
+        elif kind is str:
+            parts.append(f"{_json_str(name)}:{_json_str(value)}")
+        else:
+            break
+    else:
+        if len(parts) == len(body):
+            return "{" + ",".join(parts) + "}"
+    check_json_value(body)
+    return _encoder.encode(body)
 
 
 def parse(signed: bytes) -> dict[str, Any]:

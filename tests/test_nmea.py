@@ -123,7 +123,7 @@ def test_rmc_alone_is_emitted_when_next_epoch_starts() -> None:
         fix_quality=1,  # no mode indicator: NMEA 2.0 RMC, autonomous
         sats=UNKNOWN_SATS,
         hdop_x10=UNKNOWN_HDOP_X10,
-        alt_cm=0,
+        alt_cm=None,  # RMC has no altitude: omitted from the reading, not a made-up 0
         speed_cmps=26,  # 0.5 kn = 25.72 cm/s
         course_cdeg=5470,
     )
@@ -131,6 +131,7 @@ def test_rmc_alone_is_emitted_when_next_epoch_starts() -> None:
     assert (ubx.lat_e7, ubx.lon_e7) == (472_852_395, 85_652_537)  # 47+17.11437/60, 8+33.91522/60
     assert ubx.speed_cmps == 0 and ubx.course_cdeg == 7752
     assert ubx.t_ms == int(dt.datetime(2002, 12, 9, 8, 35, 59, tzinfo=dt.UTC).timestamp()) * 1000
+    assert "alt_cm" not in fix.body()
 
 
 def test_gga_alone_has_no_date_and_is_dropped() -> None:
@@ -327,7 +328,7 @@ def test_feed_sequences_never_raise(lines: list[bytes]) -> None:
 
 def _rmc_only(fix: GpsFix) -> GpsFix:
     return GpsFix(
-        fix.t_ms, fix.lat_e7, fix.lon_e7, 1, UNKNOWN_SATS, UNKNOWN_HDOP_X10, 0,
+        fix.t_ms, fix.lat_e7, fix.lon_e7, 1, UNKNOWN_SATS, UNKNOWN_HDOP_X10, None,
         fix.speed_cmps, fix.course_cdeg,
     )  # fmt: skip
 
@@ -446,7 +447,7 @@ def test_gsa_gives_fix_mode_dops_and_satellites_used_without_gga() -> None:
         fix_quality=1,  # RMC without mode indicator: autonomous
         sats=5,  # 04 05 09 12 24
         hdop_x10=13,  # GSA HDOP 1.3
-        alt_cm=0, speed_cmps=1152, course_cdeg=8440, fix_mode=3, pdop_x10=25, vdop_x10=21,
+        alt_cm=None, speed_cmps=1152, course_cdeg=8440, fix_mode=3, pdop_x10=25, vdop_x10=21,
     )]  # fmt: skip
 
 
@@ -774,7 +775,7 @@ def test_single_byte_corruption_of_a_five_sentence_epoch(
         assert fix.fix_quality == truth.fix_quality
         assert fix.sats in (truth.sats, UNKNOWN_SATS)
         assert fix.hdop_x10 in (truth.hdop_x10, UNKNOWN_HDOP_X10)
-        assert fix.alt_cm in (truth.alt_cm, 0)
+        assert fix.alt_cm in (truth.alt_cm, None)
         for name in ("fix_mode", "pdop_x10", "vdop_x10", "err_lat_cm", "err_lon_cm",
                      "err_alt_cm"):
             assert getattr(fix, name) in (getattr(truth, name), None), name

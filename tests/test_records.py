@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ledger_client.records import (
     GENESIS_PREV,
     RecordError,
+    RecordSigner,
     canonical,
     check_schema,
     parse,
@@ -129,3 +130,39 @@ def test_signed_bytes_are_the_canonical_form_of_the_signed_record(body, src, gw)
                                   "src": src, "body": body, "prev": "0" * 64},
                                  Ed25519PrivateKey.generate())
     assert signed == canonical(record)
+
+
+flat_values = st.one_of(json_ints, st.text(), st.integers(), st.booleans(), st.none())
+
+
+@given(body=st.one_of(
+           st.dictionaries(st.text(max_size=8), flat_values, max_size=8),  # flat: the fast path
+           st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), json_values,
+                           max_size=6)),
+       src=st.text(), gw=st.text(min_size=1), seq=st.integers(1, 2**53 - 1),
+       t_ms=st.integers(-(2**53 - 1), 2**53 - 1), kind=st.sampled_from(["gps", "seal"]))
+@settings(max_examples=400, deadline=None)
+def test_record_signer_gives_exactly_the_canonical_signed_bytes(body, src, gw, seq, t_ms,
+                                                                 kind) -> None:
+    """The journal's signer assembles the bytes by hand; they must be the canonical form of the
+    signed record, verify, and it must refuse exactly what sign_record refuses."""
+    key = Ed25519PrivateKey.generate()
+    unsigned = {"v": 1, "gw": gw, "seq": seq, "t_ms": t_ms, "kind": kind, "src": src,
+                "body": body, "prev": "ab" * 32}
+    try:
+        sign_record(unsigned, key)
+    except RecordError:
+        with pytest.raises(RecordError):
+            RecordSigner(gw, key).sign(seq, t_ms, kind, src, body, "ab" * 32)
+        return
+    signed = RecordSigner(gw, key).sign(seq, t_ms, kind, src, body, "ab" * 32)
+    record = parse(signed)
+    assert signed == canonical(record) == rfc8785.dumps(record)
+    assert {k: v for k, v in record.items() if k != "sig"} == unsigned
+    verify_signature(record, key.public_key())
+
+
+@pytest.mark.parametrize("t_ms", [1.5, 2**53, True])
+def test_record_signer_refuses_a_time_json_readers_would_change(t_ms) -> None:
+    with pytest.raises(RecordError, match="t_ms"):
+        RecordSigner("gw", Ed25519PrivateKey.generate()).sign(1, t_ms, "gps", "s", {}, "0" * 64)

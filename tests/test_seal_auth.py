@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import operator
 import os
 from functools import reduce
 from pathlib import Path
@@ -20,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.journal import Journal
+from edge_agent.sources import seal_codec
 from edge_agent.sources.nmea_fields import Reject
 from edge_agent.sources.seal_auth import (
     KeystoreError,
@@ -120,6 +122,32 @@ def test_decoders_raise_nothing_but_reject(data: bytes) -> None:
     for decode in (decode_sentence, lambda d: decode_json("S1", d)):
         with contextlib.suppress(Reject):
             decode(data)
+
+
+_TOKEN = st.one_of(st.from_regex(r"[0-9]{1,18}", fullmatch=True),
+                   st.sampled_from(["", "0", "00", "100", "101", "-1", "C", "O", "T", "X",
+                                    "S1", "a" * 33, "9007199254740992", "9007199254740991"]),
+                   st.text(alphabet="0123456789abcdefABCDEFxyz_-", max_size=34))
+
+
+@given(st.lists(_TOKEN, min_size=6, max_size=6))
+@settings(max_examples=600)
+def test_sentence_fast_path_agrees_with_the_field_by_field_decoder(fields: list[str]) -> None:
+    """decode_sentence takes one regex for well-formed sentences; whatever it accepts, the
+    field-by-field checks (which name reasons) must accept identically, and vice versa."""
+    payload = ("PSTSL," + ",".join(fields)).encode()
+    line = b"$%s*%02X" % (payload, reduce(operator.xor, payload, 0))
+    try:
+        fast = decode_sentence(line)
+    except Reject:
+        fast = None
+    try:
+        slow = seal_codec._message(fields[0], seal_codec._uint(fields[1]), fields[2],
+                                   seal_codec._uint(fields[3]), seal_codec._uint(fields[4]),
+                                   fields[5])
+    except Reject:
+        slow = None
+    assert fast == slow
 
 
 _FIELD = st.one_of(st.integers(-5, 2**60), st.text(max_size=40), st.none(), st.booleans(),

@@ -471,3 +471,52 @@ def test_a_silent_receiver_gives_one_silent_and_one_back(tmp_path: Path) -> None
     assert max(s for s in gps_seqs if s < silent["seq"]) < silent["seq"] < back["seq"]
     assert silent["seq"] == marks["silent_records"]  # it was the last record of the silence
     assert len(gps_seqs) == len(set(gps_seqs))
+
+
+def test_a_receiver_at_the_wrong_baud_rate_is_reported_garbled_then_readable(
+        tmp_path: Path) -> None:
+    """Bytes keep coming but no line is usable: not silent, yet the rules and customs must
+    hear that this GPS is blind. One sensorGarbled, then one sensorReadable when it recovers."""
+    journal = _journal(tmp_path)
+    rx = Receiver(period_ms=50)
+    silence_s = 0.4
+    rng = random.Random(7)
+
+    async def scenario() -> None:
+        pty = _nonblocking_pty()
+        source = SerialGpsSource(pty.path, sensor_id="gps0", filters=REPLAY,
+                                 silence_s=silence_s)
+        _agent, stop, watch = await _start(journal, [source])
+        baud_fixed = asyncio.Event()
+
+        async def receiver() -> None:
+            k = 0
+            while True:
+                # the receiver's own rate (20 Hz), not a wait; garbage until told otherwise
+                chunk = rx.epoch(k) if baud_fixed.is_set() else faults.wrong_baud(rng, 300)
+                await _write_all(pty.master_fd, chunk)
+                k += 1
+                await asyncio.sleep(0.05)
+
+        writer = asyncio.create_task(receiver())
+        try:
+            await watch.until("sensorGarbled", lambda _r: len(watch.statuses()) >= 1)
+            assert watch.gps() == []
+            baud_fixed.set()  # the installer fixed the baud rate
+            await watch.until("sensorReadable and fixes", lambda _r: (
+                len(watch.statuses()) >= 2 and len(watch.gps()) >= 5))
+        finally:
+            await _stop(stop, watch)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            pty.close()
+        assert source.stats()["garbled"] == 1
+
+    asyncio.run(scenario())
+    records = [s.record() for s in journal.read_after(0, 100_000)]
+    statuses = [r for r in records if r["kind"] == "status"]
+    assert _events(statuses) == ["sensorGarbled", "sensorReadable"]
+    garbled, readable = statuses
+    assert readable["body"]["since_ms"] == garbled["body"]["since_ms"]
+    first_fix = min(r["seq"] for r in records if r["kind"] == "gps")
+    assert garbled["seq"] < readable["seq"] < first_fix

@@ -31,7 +31,7 @@ class GpsFix:
     fix_quality: int
     sats: int
     hdop_x10: int
-    alt_cm: int
+    alt_cm: int | None  # None when the receiver gave no altitude (no GGA): never a made-up 0
     speed_cmps: int
     course_cdeg: int
     fix_mode: int | None = None  # 2 = 2D, 3 = 3D
@@ -49,7 +49,6 @@ class GpsFix:
             "fix_quality": self.fix_quality,
             "sats": self.sats,
             "hdop_x10": self.hdop_x10,
-            "alt_cm": self.alt_cm,
             "speed_cmps": self.speed_cmps,
             "course_cdeg": self.course_cdeg,
         }
@@ -60,7 +59,7 @@ class GpsFix:
         return body
 
 
-_OPTIONAL = ("fix_mode", "pdop_x10", "vdop_x10", "err_lat_cm", "err_lon_cm", "err_alt_cm")
+_OPTIONAL = ("alt_cm", "fix_mode", "pdop_x10", "vdop_x10", "err_lat_cm", "err_lon_cm", "err_alt_cm")
 
 
 @dataclass(frozen=True, slots=True)

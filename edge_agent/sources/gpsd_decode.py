@@ -327,7 +327,7 @@ class GpsdDecoder:
             sats=sky.sats if sky is not None else UNKNOWN_SATS,
             hdop_x10=(sky.hdop_x10 if sky is not None and sky.hdop_x10 is not None
                       else UNKNOWN_HDOP_X10),
-            alt_cm=tpv.alt_cm or 0,
+            alt_cm=tpv.alt_cm,
             speed_cmps=tpv.speed_cmps or 0,
             course_cdeg=tpv.course_cdeg or 0,
             fix_mode=tpv.mode,

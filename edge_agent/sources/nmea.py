@@ -111,7 +111,7 @@ class _Epoch:
         self.rmc_pos: tuple[int, int] | None = None
         self.sats: int | None = None
         self.hdop_x10: int | None = None
-        self.alt_cm = 0
+        self.alt_cm: int | None = None
         self.date: tuple[int, int, int] | None = None
         self.speed_cmps: int | None = None
         self.course_cdeg: int | None = None

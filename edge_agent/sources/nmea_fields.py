@@ -38,7 +38,12 @@ def xor_bytes(data: bytes) -> int:
 
 
 def frame(line: bytes) -> list[str]:
-    """Validate framing and checksum; return the fields between ``$`` and ``*``.
+    """Validate framing and checksum; return the fields between ``$`` and ``*``."""
+    return sentence_text(line).split(",")
+
+
+def sentence_text(line: bytes) -> str:
+    """Validate framing and checksum; return the text between ``$`` and ``*``.
 
     We resynchronise on the last ``$`` so noise before a sentence (wrong baud for a moment,
     a partial line after opening the port) costs nothing; the checksum still guards the rest.
@@ -62,7 +67,7 @@ def frame(line: bytes) -> list[str]:
     text = payload.decode("ascii")
     if not text.isprintable():
         raise Reject("not_ascii")
-    return text.split(",")
+    return text
 
 
 def round_div(num: int, den: int) -> int:

@@ -149,7 +149,7 @@ class SealAuthenticator:
                 del st.recent[min(st.recent)]
         self.counts["accepted"] += 1
         # built by hand: this runs for every reading and is committed with it
-        recent = ";".join(f"{c},{i}" for c, i in st.recent.items())
+        recent = ";".join([f"{c},{i}" for c, i in st.recent.items()]) if st.recent else ""
         saved = f'{{"ctr":{st.ctr},"recent":"{recent}"}}'
         return [Draft(self.clock(), "seal", msg.seal_id, msg.body(via),
                       state={state_key(msg.seal_id): saved})]

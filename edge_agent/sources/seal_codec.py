@@ -9,14 +9,13 @@ Nothing raises but ``Reject``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.sources.nmea_fields import Reject, frame
+from edge_agent.sources.nmea_fields import Reject, sentence_text
 
 SEAL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _UINT_RE = re.compile(r"0|[1-9]\d{0,15}")
@@ -41,7 +40,7 @@ class SealMessage:
                 f"{self.seal_t_ms}").encode("ascii")
 
     def expected_mac(self, key: bytes) -> bytes:
-        return hmac.new(key, self.mac_input(), hashlib.sha256).digest()[:16]
+        return hmac.digest(key, self.mac_input(), "sha256")[:16]
 
     def body(self, via: str) -> dict[str, Any]:
         return {"seal_id": self.seal_id, "ctr": self.ctr, "state": self.state,
@@ -76,9 +75,23 @@ def _uint(text: str) -> int:
     return int(text)
 
 
+_SENTENCE_RE = re.compile(
+    r"PSTSL,([A-Za-z0-9_-]{1,32}),(0|[1-9]\d{0,15}),([COT]),(0|[1-9]\d?|100),"
+    r"(0|[1-9]\d{0,15}),([0-9a-fA-F]{32})")
+"""A well-formed sentence's fields in one match; anything else takes the field-by-field path,
+which names the reason it is rejected."""
+
+
 def decode_sentence(line: bytes) -> SealMessage:
     """``$PSTSL,<seal_id>,<ctr>,<state>,<battery_pct>,<seal_t_ms>,<mac>*hh``."""
-    fields = frame(line)
+    text = sentence_text(line)
+    good = _SENTENCE_RE.fullmatch(text)
+    if good is not None:
+        seal_id, ctr, state, battery, seal_t, mac = good.groups()
+        if int(ctr) <= MAX_INT and int(seal_t) <= MAX_INT:
+            return SealMessage(seal_id, int(ctr), state, int(battery), int(seal_t),
+                               bytes.fromhex(mac))
+    fields = text.split(",")
     if fields[0] != "PSTSL":
         raise Reject("unsupported")
     if len(fields) != 7:

@@ -128,6 +128,8 @@ class SerialLineSource:
         loop = asyncio.get_running_loop()
         fd = port.fileno()
         silent_since: int | None = None
+        garbled_since: int | None = None
+        last_good, bytes_since_good = loop.time(), 0
         rejected = self.handler.rejected
         while True:
             ready: asyncio.Future[None] = loop.create_future()
@@ -161,6 +163,7 @@ class SerialLineSource:
                                         silent_ms=self.clock() - silent_since))
                 silent_since = None
             self.counts["bytes"] += len(data)
+            bytes_since_good += len(data)
             for line in self.framer.feed(data):
                 items = self.handler.handle(line)
                 if self.handler.rejected != rejected:
@@ -168,8 +171,23 @@ class SerialLineSource:
                     self._ratelog.warning(f"{self.name} bad line", "%s: dropped a line (%d so "
                                           "far; reasons in stats()): %r", self.name, rejected,
                                           line[:80])
+                else:
+                    last_good, bytes_since_good = loop.time(), 0
+                    if garbled_since is not None:
+                        items = [self._status("sensorReadable", since_ms=garbled_since),
+                                 *items]
+                        garbled_since = None
                 for item in items:
                     await emit(item)
+            if (garbled_since is None and self.silence_s is not None
+                    and loop.time() - last_good > self.silence_s
+                    and bytes_since_good > 2 * self.framer.max_line):
+                # bytes, but not one usable line for a while and more than a few lines' worth:
+                # wrong baud rate, wrong device, or noise. Not silent, so without this it
+                # would show only in the counters and the log.
+                garbled_since = self.clock() - int(self.silence_s * 1000)
+                self.counts["garbled"] += 1
+                await emit(self._status("sensorGarbled", since_ms=garbled_since))
 
     def _status(self, event: str, **details: object) -> Draft:
         return Draft(self.clock(), "status", self.sensor_id, {"event": event, **details})
