@@ -5,9 +5,11 @@ A corridor is the route a customs transit plan allows, given as a GeoJSON LineSt
 centre line and still be on route. It is the buffer *radius*, measured to either side; the
 corridor is ``2 * width_m`` wide in total.
 
-The line is projected once (``LocalProjection`` centred on it) and kept as a shapely geometry;
-for long routes the line is also split into short chunks under an STR-tree so a distance query
-costs O(log n) rather than a scan of every vertex (a 5,000-vertex route is ~10x faster). Segments
+The line is projected once (``LocalProjection`` centred on it, or the plan's) and kept as a
+shapely geometry; for long routes its segments also go under an STR-tree so a vectorised or
+far-away distance query costs O(log n) rather than a scan of every vertex. Single
+fixes near the route are answered from a grid of candidate segments (``segment_grid``) in plain
+Python, without shapely's per-call overhead. Segments
 between vertices are straight in that projection; routes traced from roads have vertices every few
 tens of metres, where this is the same as the geodesic to well under a millimetre.
 """
@@ -31,11 +33,14 @@ from geofences.projection import (
     LocalProjection,
     great_circle_m,
 )
+from geofences.segment_grid import BRUTE_MAX_SEGMENTS, SegmentGrid
 
-_CHUNK_SEGMENTS = 16
-"""Segments per STR-tree leaf geometry; lines with fewer vertices are queried directly."""
+_TREE_MIN_VERTICES = 32
+"""Lines with more vertices get an STR-tree of their segments; shorter ones are scanned."""
 _SAMPLE_STEP_MAX_M = 25.0
 """Upper bound of the spacing of chord samples in ``check_segment``."""
+_GRID_AFTER_CALLS = 256
+"""Single-fix queries after which a long corridor builds its segment grid (``prepare``)."""
 _MAX_SAMPLES = 4096
 """Cap on chord samples; a longer chord is sampled more coarsely (step reported in the result)."""
 
@@ -80,14 +85,19 @@ class Corridor:
     ``width_m`` is the allowed distance from the centre line (buffer radius), not the full width.
     Construction validates everything and raises ``GeofenceError``; consecutive duplicate vertices
     are dropped. Instances are immutable and safe to share between assets' monitors.
+    ``projection`` defaults to a transverse Mercator centred on the route; a transit plan passes
+    the one it shares with its zones (centred on the whole plan) so a fix is projected once.
     """
 
     corridor_id: str
     width_m: float
     vertices_e7: tuple[Fix, ...]
-    projection: LocalProjection = field(init=False, repr=False, compare=False)
+    projection: LocalProjection = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     line: LineString = field(init=False, repr=False, compare=False)
     _tree: STRtree | None = field(init=False, repr=False, compare=False)
+    _grid: SegmentGrid | None = field(init=False, repr=False, compare=False)
+    _scalar_calls: int = field(init=False, repr=False, compare=False, default=0)
+    _xy: np.ndarray = field(init=False, repr=False, compare=False)
     _vertex_along: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,7 +123,9 @@ class Corridor:
                 f"{name}: centre line needs at least 2 distinct points, got {len(verts)}"
             )
         deg = [(la / E7, lo / E7) for la, lo in verts]
-        proj = LocalProjection.around(deg)
+        proj = self.projection if self.projection is not None else LocalProjection.around(deg)
+        if not isinstance(proj, LocalProjection):
+            raise GeofenceError(f"{name}: projection must be a LocalProjection")
         far = max(great_circle_m(proj.lat0_deg, proj.lon0_deg, la, lo) for la, lo in deg)
         if far > MAX_CORRIDOR_RADIUS_M:
             raise GeofenceError(
@@ -121,22 +133,24 @@ class Corridor:
                 f"{MAX_CORRIDOR_RADIUS_M / 1000:.0f} km the local projection allows (split the "
                 "route; corridors crossing the antimeridian are not supported)"
             )
-        xy = np.array([proj.forward(la, lo) for la, lo in deg], dtype=float)
+        px, py, _ = proj.forward_many(
+            np.array([d[0] for d in deg]), np.array([d[1] for d in deg])
+        )
+        xy = np.column_stack((px, py))
         line = LineString(xy)
         shapely.prepare(line)
         tree: STRtree | None = None
-        if len(xy) > 2 * _CHUNK_SEGMENTS:
-            chunks = [
-                LineString(xy[i : i + _CHUNK_SEGMENTS + 1])
-                for i in range(0, len(xy) - 1, _CHUNK_SEGMENTS)
-            ]
-            tree = STRtree(chunks)
+        if len(xy) > _TREE_MIN_VERTICES:
+            tree = STRtree(shapely.linestrings(np.stack([xy[:-1], xy[1:]], axis=1)))
         seg = np.hypot(np.diff(xy[:, 0]), np.diff(xy[:, 1]))
         object.__setattr__(self, "width_m", float(w))
         object.__setattr__(self, "vertices_e7", tuple(verts))
         object.__setattr__(self, "projection", proj)
         object.__setattr__(self, "line", line)
         object.__setattr__(self, "_tree", tree)
+        object.__setattr__(self, "_xy", xy)
+        short = len(xy) - 1 <= BRUTE_MAX_SEGMENTS
+        object.__setattr__(self, "_grid", SegmentGrid(xy, float(w)) if short else None)
         object.__setattr__(self, "_vertex_along", np.concatenate(([0.0], np.cumsum(seg))))
 
     @property
@@ -179,8 +193,52 @@ class Corridor:
         proj = self.projection
         if not proj.covers(lat, lon):
             return self._far_distance_m(lat, lon)
-        x, y, k = proj.forward_with_scale(lat, lon)
-        return self._plane_distance(x, y) / k
+        x, y, k = proj.forward_e7_with_scale(lat_e7, lon_e7)
+        grid = self._grid
+        if grid is None:
+            calls = self._scalar_calls + 1
+            object.__setattr__(self, "_scalar_calls", calls)
+            if calls < _GRID_AFTER_CALLS:
+                return self._plane_distance(x, y) / k
+            grid = self.prepare()
+        d = grid.distance(x, y)
+        if d is None:  # beyond the grid's reach: far off the route
+            d = self._plane_distance(x, y)
+        return d / k
+
+    def prepare(self) -> SegmentGrid:
+        """Build the per-fix fast path now (idempotent); returns it.
+
+        Otherwise it is built on the ``_GRID_AFTER_CALLS``-th single-fix query: a corridor asked
+        about a handful of fixes (tools, tests) never pays the 0.1-0.3 s it takes for a
+        2,000-vertex route. A transit plan prepares its corridor when it is loaded.
+        """
+        grid = self._grid
+        if grid is None:
+            grid = SegmentGrid(self._xy, self.width_m)
+            object.__setattr__(self, "_grid", grid)
+        return grid
+
+    def distances_m(
+        self, lat_e7: Sequence[int] | np.ndarray, lon_e7: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """Vectorised ``distance_m`` for arrays of fixes (bulk replay, reports, benchmarks)."""
+        la = np.asarray(lat_e7, dtype=np.int64)
+        lo = np.asarray(lon_e7, dtype=np.int64)
+        if la.shape != lo.shape or la.ndim != 1:
+            raise GeofenceError("lat_e7 and lon_e7 must be 1-D arrays of the same length")
+        if la.size and (np.abs(la).max() > 90 * E7 or np.abs(lo).max() > 180 * E7):
+            raise GeofenceError("lat_e7/lon_e7 out of range")
+        lat, lon = la / E7, lo / E7
+        proj = self.projection
+        ok = proj.covers_many(lat, lon)
+        out = np.empty(la.shape, dtype=float)
+        if ok.any():
+            x, y, k = proj.forward_many(lat[ok], lon[ok])
+            out[ok] = self._plane_distances(x, y) / k
+        for i in np.flatnonzero(~ok):
+            out[i] = self._far_distance_m(float(lat[i]), float(lon[i]))
+        return out
 
     def contains(self, lat_e7: int, lon_e7: int, margin_m: float = 0.0) -> bool:
         """True if the fix is within ``width_m + margin_m`` of the centre line (boundary included).
@@ -280,7 +338,15 @@ def _positions_e7(coords: Any, name: str) -> list[Fix]:
     return out
 
 
-def _corridor_from_feature(feature: Any, name: str) -> Corridor:
+def _corridor_from_feature(
+    feature: Any, name: str, projection: LocalProjection | None = None
+) -> Corridor:
+    fid, width, verts = _corridor_parts(feature, name)
+    return Corridor(corridor_id=fid, width_m=width, vertices_e7=tuple(verts), projection=projection)
+
+
+def _corridor_parts(feature: Any, name: str) -> tuple[str, float, list[Fix]]:
+    """Validated (id, width_m, vertices) of a corridor Feature, before any projection."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise GeofenceError(f"{name}: not a GeoJSON Feature")
     props = feature.get("properties")
@@ -306,8 +372,7 @@ def _corridor_from_feature(feature: Any, name: str) -> Corridor:
         raise GeofenceError(
             f"{name}: geometry type is {geom.get('type')!r}, a corridor must be a 'LineString'"
         )
-    verts = _positions_e7(geom.get("coordinates"), name)
-    return Corridor(corridor_id=fid, width_m=width, vertices_e7=tuple(verts))
+    return fid, width, _positions_e7(geom.get("coordinates"), name)
 
 
 def _reject_constant(token: str) -> Any:
