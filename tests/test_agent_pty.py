@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import threading
@@ -13,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Journal
-from edge_agent.rules import RouteRules
+from edge_agent.keys import public_hex
+from edge_agent.rules import RuleParams, RulesEngine
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.serial_gps import SerialGpsSource
@@ -21,8 +23,9 @@ from firmware_sim.gps import GpsReceiver
 from firmware_sim.nmea import SimFix, epoch_bytes
 from firmware_sim.pty import PtyPair
 from firmware_sim.route import Route
-from geofences import DeviationParams, load_corridor
+from geofences import DeviationParams, load_corridor, sign_envelope
 from ledger_client.records import verify_chain
+from tests.helpers.rules_rig import plan_doc
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +61,7 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
     route = Route.from_geojson_file(TRUCK, 20.0)
     lines: list[str] = []
     returned = asyncio.Event()
+    customs = Ed25519PrivateKey.generate()  # the customs key that signs the transit plan
 
     def show(line: str) -> None:
         lines.append(line)
@@ -66,9 +70,11 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
 
     with PtyPair() as pty:
         source = SerialGpsSource(pty.path, sensor_id="gps0", filters=REPLAY)
-        rules = RouteRules(journal, corridor, vehicle="truck-1",
-                           params=DeviationParams(min_duration_ms=5_000,
-                                                  return_min_duration_ms=2_000))
+        rules = RulesEngine(journal, trusted_keys=[bytes.fromhex(public_hex(customs))],
+                            params=RuleParams(deviation=DeviationParams(
+                                min_duration_ms=5_000, return_min_duration_ms=2_000)))
+        plan = json.dumps(plan_doc(valid_from_ms=T0 - 60_000)).encode()
+        rules.set_plan(sign_envelope("plan", plan, customs), t_ms=T0 - 1000)
         agent = Agent(journal, [source], [rules, ConsoleSink(journal, show)])
         receiver = GpsReceiver(route, pty.master_fd, 10.0, realtime=False, t0_ms=T0)
         truck = threading.Thread(target=receiver.run, daemon=True)
@@ -77,10 +83,11 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
         receiver.stop.set()
         truck.join()
 
-    alerts = [s.record() for s in journal.alerts_after(0)]
+    alerts = [s.record() for s in journal.alerts_after(0)
+              if s.record()["body"]["type"].startswith("route")]  # not the offices' geofences
     assert [a["body"]["type"] for a in alerts] == ["routeDeviation", "routeReturn"]
     deviation = alerts[0]["body"]
-    assert deviation["severity"] == "critical"
+    assert deviation["severity"] == "critical" and deviation["plan_id"] == "plan-0001"
     assert deviation["details"]["max_distance_m"] > corridor.width_m
     # Evidence names real GPS readings, and each of them is outside the corridor.
     for seq in deviation["evidence"]:
@@ -88,7 +95,9 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
         assert reading is not None and reading.kind == "gps"
         body = reading.record()["body"]
         assert corridor.distance_m(body["lat_e7"], body["lon_e7"]) > corridor.width_m
-    assert len(lines) == 2 and "routeDeviation" in lines[0]
+    route_lines = [line for line in lines if " route" in line]
+    assert len(route_lines) == 2 and "routeDeviation" in route_lines[0]
+    assert len(lines) == len(journal.alerts_after(0))  # the console showed every alert
     report = verify_chain(journal.iter_signed(), key.public_key(), gateway_id="gw-test")
     assert report.count == journal.head()[0]
     assert source.stats()["accepted"] == sum(1 for s in journal.read_after(0, 100_000)
