@@ -7,7 +7,10 @@
 #   apt:  python3-venv (the package lives in ./.venv; Debian forbids pip into the system),
 #         mosquitto (the MQTT broker the integration tests start on loopback),
 #         nodejs + npm (only to fetch the two tools below),
-#         gpsd + gpsd-clients (the gpsd source's tests run gpsfake: a real gpsd on a free port)
+#         gpsd + gpsd-clients (the gpsd source's tests run gpsfake: a real gpsd on a free port),
+#         openssl (deploy/mosquitto/make-test-ca.sh makes the broker tests' CA and certificates),
+#         chromium (the customs trip report is opened in headless Chromium by its test;
+#         installed without recommends, which would pull in printing and desktop services)
 #   npm:  solc (solcjs, rebuilds the anchor contract to check the committed artifact),
 #         @foundry-rs/anvil (the local EVM node the ledger integration tests drive)
 #   pip:  this package with its test extras, editable, into ./.venv
@@ -28,10 +31,20 @@ command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v npm >/dev/null || missing+=(nodejs npm)
 { command -v gpsd || [ -x /usr/sbin/gpsd ]; } >/dev/null || missing+=(gpsd)
 command -v gpsfake >/dev/null || missing+=(gpsd-clients)
+command -v openssl >/dev/null || missing+=(openssl)
+lean=()
+{ command -v chromium || [ -x /usr/bin/chromium ]; } >/dev/null || lean+=(chromium)
+if [ ${#missing[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ${#lean[@]} -gt 0 ]; then
+    step "apt-get install --no-install-recommends ${lean[*]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${lean[@]}" >/dev/null
 fi
 
 if ! command -v solcjs >/dev/null || [ "$(solcjs --version | cut -d+ -f1)" != "$SOLC_VERSION" ]; then

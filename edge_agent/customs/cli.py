@@ -1,0 +1,375 @@
+"""`sealtrail customs ...`: the customs office's side of the alert stream.
+
+``watch`` is the long-running receiver (a systemd service at the customs office), ``alerts``
+lists what it stored, ``recheck`` re-verifies quarantined messages once their trust problem is
+fixed, ``report`` makes the offline trip report of one transit plan.
+
+Exit codes: 0 ok; 2 bad input (a file, an option); 3 the ledger node cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.customs.receive import Outcome, Receiver
+from edge_agent.customs.report import build_report, degrees, utc
+from edge_agent.customs.store import AlertRow, Store, StoreError
+from edge_agent.customs.trust import LedgerTrust, Trust, TrustError, TrustFile
+from edge_agent.customs.watch import DEFAULT_CLIENT_ID, Watcher
+from edge_agent.customs.webhook import WebhookForwarder, alert_payload
+from edge_agent.sources.mqtt_seal import MqttSettings
+from geofences import TransitPlan
+
+EXIT_USAGE, EXIT_UNREACHABLE = 2, 3
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(ValueError):
+    """Bad input: exit 2 with this message."""
+
+
+class Unreachable(Exception):
+    """The ledger node did not answer: exit 3."""
+
+
+def guarded(name: str, handler: Handler) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (UsageError, TrustError, StoreError, ValueError) as exc:
+            print(f"sealtrail customs {name}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except Unreachable as exc:
+            print(f"sealtrail customs {name}: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    return run
+
+
+def read_secret(path: Path, what: str) -> str:
+    """First line of a secret file; refused when group or others can read it (like ssh)."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsageError(f"{what} {path}: permissions {stat.filemode(mode)} are too open; "
+                         f"run `chmod 600 {path}`")
+    secret = text.splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise UsageError(f"{what} {path} is empty")
+    return secret
+
+
+def open_store(path: Path, *, create: bool) -> Store:
+    if not create and not path.exists():
+        raise UsageError(f"{path}: no such database (made by `sealtrail customs watch --db`)")
+    return Store(path)
+
+
+def make_trust(args: argparse.Namespace) -> Trust:
+    if (args.trust is None) == (args.rpc is None):
+        raise UsageError("give the trusted gateway keys: --trust FILE, or --rpc URL with "
+                         "--contract ADDR (the ledger's gateway registry)")
+    if args.trust is not None:
+        return TrustFile(args.trust)
+    if not args.contract:
+        raise UsageError("--rpc needs --contract ADDR (or $SEALTRAIL_CONTRACT)")
+    from ledger_client import chain
+    from ledger_client.errors import ChainError
+    try:
+        w3 = chain.connect(args.rpc, poa=args.poa, chain_id=args.chain_id)
+        registry = chain.AnchorRegistry(w3, args.contract)
+        registry.check_deployed()
+    except ChainError as exc:
+        raise UsageError(f"ledger: {exc}") from None
+    except OSError as exc:  # requests' ConnectionError is an OSError
+        raise Unreachable(f"cannot reach the ledger at {args.rpc}: {exc}") from None
+    return LedgerTrust(registry, ttl_s=args.trust_ttl)
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.plain:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(args.ca) if args.ca else None)
+        if args.cert:
+            context.load_cert_chain(str(args.cert), str(args.key) if args.key else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"TLS files: {exc}") from None
+    return context
+
+
+def alert_line(row: AlertRow) -> str:
+    plan = f" plan={row.plan_id}" if row.plan_id else ""
+    where = "no fix" if row.lat_e7 is None else f"at {degrees(row.lat_e7, row.lon_e7)}"
+    return (f"ALERT {utc(row.t_ms)} {row.severity.upper():8} {row.type} gw={row.gw} "
+            f"seq={row.seq}{plan} {where} id={row.alert_id} [{row.status}]")
+
+
+def show(outcome: Outcome, as_json: bool) -> None:
+    """Live display: verified alerts on stdout (one line each), gateway state changes too."""
+    if outcome.kind == "alert" and outcome.alert is not None:
+        line = json.dumps(alert_payload(outcome.alert)) if as_json else alert_line(outcome.alert)
+    elif outcome.kind == "status" and outcome.state != outcome.previous and not as_json:
+        line = f"GATEWAY {outcome.gw} {outcome.state}"
+    else:
+        return
+    print(line, flush=True)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    trust = make_trust(args)
+    password = read_secret(args.password_file, "--password-file") if args.password_file else None
+    token = (read_secret(args.webhook_token_file, "--webhook-token-file")
+             if args.webhook_token_file else None)
+    settings = MqttSettings(args.broker, args.port, client_id=args.client_id,
+                            username=args.username, password=password, tls=tls_context(args),
+                            backoff_s=(args.backoff_min, args.backoff_max))
+    store = open_store(args.db, create=True)
+    receiver = Receiver(store, trust, forward=args.webhook is not None)
+    webhook = WebhookForwarder(store, args.webhook, token=token) if args.webhook else None
+    watcher = Watcher(settings, receiver, on_outcome=lambda o: show(o, args.json),
+                      webhook=webhook, recheck_s=args.recheck_s)
+    logging.getLogger(__name__).info("trusting %s; database %s", trust.describe(), args.db)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await watcher.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        c = receiver.counts
+        quarantined = {k.removeprefix("quarantined_"): v for k, v in sorted(c.items())
+                       if k.startswith("quarantined_")}
+        print(f"stopped: {c['alerts']} alerts, {c['duplicates']} duplicates dropped, "
+              f"{c['quarantined']} quarantined {quarantined or ''}, {c['readings']} readings, "
+              f"{watcher.connections} connections", file=sys.stderr)
+        if webhook is not None:
+            print(f"webhook: {webhook.sent} sent, {webhook.rejected} rejected, "
+                  f"{webhook.failures} failed attempts", file=sys.stderr)
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    store = open_store(args.db, create=False)
+    try:
+        if args.quarantine:
+            for q in store.quarantined(plan_id=args.plan):
+                doc = {"id": q.id, "received_ms": q.received_ms, "topic": q.topic,
+                       "reason": q.reason, "detail": q.detail, "gw": q.gw, "seq": q.seq}
+                print(json.dumps(doc) if args.json else
+                      f"QUARANTINED {utc(q.received_ms)} {q.topic} {q.reason}: {q.detail}")
+            return 0
+        for row in store.alerts(plan_id=args.plan, gw=args.gateway):
+            print(json.dumps(alert_payload(row)) if args.json else alert_line(row))
+        if not args.json:
+            print(f"summary: {json.dumps(store.counts(), sort_keys=True)}", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_recheck(args: argparse.Namespace) -> int:
+    trust = make_trust(args)
+    store = open_store(args.db, create=False)
+    try:
+        receiver = Receiver(store, trust, forward=False)
+        outcomes = receiver.recheck()
+        for outcome in outcomes:
+            if outcome.alert is not None:
+                print(alert_line(outcome.alert))
+        left = store.counts()["quarantine"]
+        print(f"released {len(outcomes)} message(s); still quarantined: {left}",
+              file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
+def load_plan(args: argparse.Namespace, store: Store) -> tuple[TransitPlan | None, str | None]:
+    """The verified TransitPlan for --plan, from --plan-file or the envelope the receiver kept."""
+    if args.no_plan:
+        return None, "(--no-plan)"
+    import geofences
+
+    if args.plan_file is not None:
+        try:
+            envelope = args.plan_file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--plan-file {args.plan_file}: {exc.strerror}") from None
+        source = str(args.plan_file)
+    else:
+        stored = store.plan_envelope(args.plan)
+        if stored is None:
+            raise UsageError(f"plan {args.plan!r}: no --plan-file given and the receiver has "
+                             "not seen it on MQTT; pass --plan-file SIGNED.json (or --no-plan "
+                             "for the track and alerts only)")
+        envelope, source = stored, f"the envelope received on MQTT for {args.plan}"
+    if args.customs_keys is None:
+        raise UsageError("--customs-keys FILE is needed to verify the plan's signature")
+    keys = geofences.load_trusted_keys(args.customs_keys)
+    plan = geofences.open_envelope(envelope, keys, source=source)
+    if not isinstance(plan, geofences.TransitPlan):
+        raise UsageError(f"{source} is a fence bundle, not a transit plan")
+    if plan.plan_id != args.plan:
+        raise UsageError(f"{source} holds plan {plan.plan_id!r}, not {args.plan!r}")
+    if args.plan_file is not None:
+        store.put_plan(args.plan, envelope, source)
+    return plan, f"Source: {source}."
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    store = open_store(args.db, create=False)
+    try:
+        plan, note = load_plan(args, store)
+        page = build_report(store, args.plan, plan, gateways=args.gateway or (),
+                            from_ms=args.from_ms, to_ms=args.to_ms, plan_note=note)
+        alerts = len(store.alerts(plan_id=args.plan))
+    finally:
+        store.close()
+    tmp = args.html.with_name(args.html.name + ".tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, args.html)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UsageError(f"--html {args.html}: {exc.strerror}") from None
+    print(f"wrote {args.html}: plan {args.plan}, {alerts} alert(s); open it in any browser "
+          "(works offline)")
+    return 0
+
+
+# --- parsers -----------------------------------------------------------------------------------
+
+def _trust_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("trusted gateway keys (one of)")
+    g.add_argument("--trust", type=Path, metavar="FILE",
+                   help='trust file: {"gateways": {"<gateway id>": "<public key hex>"}}; '
+                        "re-read when it changes")
+    g.add_argument("--rpc", metavar="URL", help="ledger JSON-RPC endpoint: keys and revocations "
+                                                "from the anchor registry")
+    g.add_argument("--contract", metavar="ADDR", default=os.environ.get("SEALTRAIL_CONTRACT"),
+                   help="anchor registry address (default $SEALTRAIL_CONTRACT)")
+    g.add_argument("--chain-id", type=int, metavar="N", help="refuse a node on another chain")
+    g.add_argument("--poa", action=argparse.BooleanOptionalAction, default=None,
+                   help="force the POA extra-data middleware (default: detected)")
+    g.add_argument("--trust-ttl", type=float, default=60.0, metavar="S",
+                   help="seconds a ledger answer is reused; a revocation takes effect within "
+                        "this (default 60)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    customs = subparsers.add_parser(
+        "customs", help="receive, verify and report gateway alerts (customs office side)",
+        description="The customs office's side: a receiver that verifies every alert's gateway "
+                    "signature before showing it, and offline trip reports.")
+    sub = customs.add_subparsers(dest="customs_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser(
+        "watch", help="receive alerts from the broker, verify, store, show, forward",
+        description="Subscribe to sealtrail/v1/+/alerts, +/readings, +/status and +/plans "
+                    "(QoS 1, persistent session: what gateways publish while this receiver is "
+                    "down arrives when it is back). Each alert's signature is checked with the "
+                    "gateway key from --trust or the ledger registry (--rpc/--contract); "
+                    "verified alerts are stored in --db, printed one per line on stdout and "
+                    "POSTed to --webhook; duplicates (same alert_id) are dropped and counted. "
+                    "Anything that does not verify is quarantined in --db with its reason "
+                    "(logged on stderr), never shown as an alert. Stop with Ctrl-C or SIGTERM.")
+    g = p.add_argument_group("broker")
+    g.add_argument("--broker", required=True, metavar="HOST", help="MQTT broker host")
+    g.add_argument("--port", type=int, default=8883, help="broker port (default 8883, TLS)")
+    g.add_argument("--ca", type=Path, metavar="FILE",
+                   help="CA certificate of the broker (default: the system's CAs)")
+    g.add_argument("--cert", type=Path, metavar="FILE", help="client certificate (optional)")
+    g.add_argument("--key", type=Path, metavar="FILE", help="client certificate's key")
+    g.add_argument("--plain", action="store_true",
+                   help="no TLS: only for a broker on loopback in a lab or test")
+    g.add_argument("--username", default="customs", help="broker user (default customs)")
+    g.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="file holding the broker password (mode 0600)")
+    g.add_argument("--client-id", default=DEFAULT_CLIENT_ID,
+                   help="MQTT client id; the broker keeps this id's queue while the receiver "
+                        f"is down, so keep it stable (default {DEFAULT_CLIENT_ID})")
+    g.add_argument("--backoff-min", type=float, default=0.5, metavar="S",
+                   help="first reconnect delay (doubles up to --backoff-max)")
+    g.add_argument("--backoff-max", type=float, default=30.0, metavar="S")
+    _trust_options(p)
+    p.add_argument("--db", type=Path, required=True, metavar="FILE",
+                   help="receiver database (SQLite; created if missing)")
+    p.add_argument("--webhook", metavar="URL",
+                   help="POST each verified alert as JSON here (retried until accepted)")
+    p.add_argument("--webhook-token-file", type=Path, metavar="FILE",
+                   help="bearer token for the webhook (mode 0600)")
+    p.add_argument("--recheck-s", type=float, default=60.0, metavar="S",
+                   help="re-verify quarantined 'unknown gateway' / 'trust unavailable' "
+                        "messages this often (default 60)")
+    p.add_argument("--json", action="store_true",
+                   help="print verified alerts as JSON lines (the webhook document)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=guarded("watch", cmd_watch))
+
+    p = sub.add_parser("alerts", help="list stored alerts (or quarantined messages)",
+                       description="Print the verified alerts in --db, oldest first, one line "
+                                   "each (or JSON lines); --quarantine lists what failed "
+                                   "verification, with the reason.")
+    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
+    p.add_argument("--plan", metavar="ID", help="only this plan's")
+    p.add_argument("--gateway", metavar="ID", help="only this gateway's")
+    p.add_argument("--quarantine", action="store_true", help="list quarantined messages")
+    p.add_argument("--json", action="store_true", help="JSON lines")
+    p.set_defaults(func=guarded("alerts", cmd_alerts))
+
+    p = sub.add_parser("recheck", help="re-verify quarantined messages after fixing trust",
+                       description="Messages quarantined because their gateway was unknown or "
+                                   "the ledger was unreachable are verified again with the "
+                                   "current trust; those that now verify become alerts.")
+    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
+    _trust_options(p)
+    p.set_defaults(func=guarded("recheck", cmd_recheck))
+
+    p = sub.add_parser(
+        "report", help="offline HTML trip report of one plan: map and alert table",
+        description="Write one self-contained HTML file (no network, no tile server): the "
+                    "plan's corridor and zones, the vehicle's verified track and a marker per "
+                    "alert, drawn in the plan's local metric projection, plus a table of the "
+                    "alerts with their verification status and of quarantined messages that "
+                    "claimed the plan. The plan comes from --plan-file (a signed envelope, "
+                    "checked against --customs-keys) or from the envelope the receiver saw on "
+                    "MQTT.")
+    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
+    p.add_argument("--plan", required=True, metavar="ID", help="plan id")
+    p.add_argument("--plan-file", type=Path, metavar="SIGNED.json",
+                   help="the plan's signed envelope (`sealtrail plan sign`)")
+    p.add_argument("--customs-keys", type=Path, metavar="FILE",
+                   help="customs public keys (hex, one per line) the plan must be signed by")
+    p.add_argument("--no-plan", action="store_true",
+                   help="draw the track and alerts without the plan's corridor and zones")
+    p.add_argument("--gateway", action="append", metavar="ID",
+                   help="also draw this gateway's track (default: the gateways that raised "
+                        "the plan's alerts); repeatable")
+    p.add_argument("--from-ms", type=int, metavar="T", help="track from (Unix ms; default: "
+                                                             "the plan's valid_from)")
+    p.add_argument("--to-ms", type=int, metavar="T", help="track until (Unix ms; default: the "
+                                                           "deadline or the last alert)")
+    p.add_argument("--html", type=Path, required=True, metavar="OUT", help="file to write")
+    p.set_defaults(func=guarded("report", cmd_report))
