@@ -36,8 +36,10 @@ def _keys_show(args: argparse.Namespace) -> int:
 
 
 def _journal_verify(args: argparse.Namespace) -> int:
-    """Offline audit of a journal file: chain, signatures and every closed batch's root."""
+    """Offline audit of a journal file: chain, signatures and every closed batch's root; in a
+    pruned journal, every kept record's proof to its batch root, then the retained chain."""
     from edge_agent.keys import public_from_hex
+    from edge_agent.retention import verify_pruned_prefix
     from ledger_client.merkle import ProofError
     from ledger_client.proof import BatchRoot, verify_log
     from ledger_client.records import RecordError
@@ -51,15 +53,24 @@ def _journal_verify(args: argparse.Namespace) -> int:
         pubkey = public_from_hex(args.public_key or meta["public_key"])
         batches = [BatchRoot(*row) for row in
                    db.execute("SELECT first_seq, tree_size, root FROM batches ORDER BY batch_seq")]
-        signed = (row[0] for row in db.execute("SELECT signed FROM records ORDER BY seq"))
-        report = verify_log(signed, pubkey, batches, gateway_id=meta["gateway_id"])
+        start, kept = verify_pruned_prefix(db, pubkey, meta["gateway_id"])
+        signed = (row[0] for row in db.execute("SELECT signed FROM records WHERE seq >= ? "
+                                               "ORDER BY seq", (max(start, 1),)))
+        report = verify_log(signed, pubkey, batches, gateway_id=meta["gateway_id"],
+                            start_seq=max(start, 1))
     except (RecordError, ProofError) as exc:
         print(f"BROKEN: {exc}")
         return 1
     finally:
         db.close()
-    print(f"ok: {report.records} records, chain intact; seq 1..{report.anchored_through} "
-          f"covered by {len(batches)} batch roots; {report.unanchored_tail} not yet batched")
+    last = report.start_seq + report.records - 1
+    if start:
+        print(f"ok: seq 1..{start} pruned ({kept} records kept there, each proven into its "
+              f"batch root); seq {start}..{last}: {report.records} records, chain intact")
+    else:
+        print(f"ok: {report.records} records, chain intact")
+    print(f"  seq 1..{report.anchored_through} covered by {len(batches)} batch roots; "
+          f"{report.unanchored_tail} not yet batched")
     if not args.public_key:
         print("note: checked with the key stored in the journal; pass --public-key with the key "
               "registered on the ledger to rule out a re-signed journal")
@@ -76,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     from edge_agent.ledger_cli import add_parsers as add_ledger  # ledger, verify, evidence
     add_ledger(sub)
+    from edge_agent.agent_cli import add_parser as add_agent  # agent run -c gateway.toml
+    add_agent(sub)
+    from edge_agent.plan_cli import add_parser as add_plan  # plan sign|verify|show
+    add_plan(sub)
+    from edge_agent.customs.cli import add_parser as add_customs  # customs watch|report
+    add_customs(sub)
 
     keys = sub.add_parser("keys", help="the gateway's Ed25519 signing key",
                           description="Make or show the gateway's signing key. The key never "

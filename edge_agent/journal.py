@@ -13,10 +13,11 @@ power without warning and an acknowledged reading must not vanish.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,22 @@ class Journal:
     def _batch_where(self, where: str, args: tuple[Any, ...]) -> Batch | None:
         row = self._one(f"SELECT {', '.join(BATCH_FIELDS)} FROM batches WHERE {where}", args)
         return Batch(*row) if row else None
+
+    # -- maintenance (retention.py, metrics.py) --------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, *, transaction: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection under the journal lock, for retention and metrics queries that
+        need several statements to see (or change) one state; with `transaction`, inside
+        BEGIN IMMEDIATE ... COMMIT (ROLLBACK if the block raises)."""
+        with self._lock:
+            if not transaction:
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.journal import BATCH_FIELDS, Batch
+from edge_agent.retention import stored_path  # proofs kept for records of pruned batches
 from ledger_client import cli as ledger
 from ledger_client import evidence
 from ledger_client.cli import UsageError, guarded
@@ -163,7 +164,8 @@ def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
                    selection: dict[str, Any]) -> evidence.Evidence:
     batches = [_batch_info(b) for b in jf.batches()]
     return evidence.build(jf.gateway_id, chosen.items(), batches,
-                          lambda a, b: [s for _, s in jf.signed(a, b)], selection=selection)
+                          lambda a, b: [s for _, s in jf.signed(a, b)], selection=selection,
+                          stored_path=lambda seq: stored_path(jf.db, seq))
 
 
 def _batch_info(b: Batch) -> evidence.BatchInfo:

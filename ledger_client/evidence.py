@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger_client.chain import AnchorRegistry
-from ledger_client.merkle import ALG, MerkleTree, ProofError
+from ledger_client.merkle import ALG, MerkleTree, ProofError, leaf_hash, verify_inclusion
 from ledger_client.proof import AnchorRef, Proof
 from ledger_client.records import RecordError, parse
 from ledger_client.verify import VerificationError, Verified, WrongChain, verify_record, worst
@@ -91,12 +91,15 @@ class Evidence:
 
 def build(gateway_id: str, selected: Iterable[tuple[int, bytes]], batches: Sequence[BatchInfo],
           leaves: Callable[[int, int], list[bytes]], *,
-          selection: dict[str, Any] | None = None) -> Evidence:
+          selection: dict[str, Any] | None = None,
+          stored_path: Callable[[int], list[bytes] | None] | None = None) -> Evidence:
     """Evidence for `selected` (seq, signed bytes) records.
 
     `batches` are the closed batches that may hold them; `leaves(first, last)` returns the
     signed bytes of a seq range, read once per batch to rebuild its tree. A tree that does
     not reproduce the batch's stored root means the local store is corrupt: EvidenceError.
+    In a pruned journal the other leaves of a kept record's batch are gone; `stored_path(seq)`
+    returns the audit path kept for it when its batch was pruned (checked against the root).
     """
     trees: dict[int, MerkleTree] = {}
     ordered = sorted(batches, key=lambda b: b.first_seq)
@@ -107,18 +110,26 @@ def build(gateway_id: str, selected: Iterable[tuple[int, bytes]], batches: Seque
         if batch is None:
             records.append(EvidenceRecord(seq, signed, None, "pending"))
             continue
-        tree = trees.get(batch.batch_seq)
-        if tree is None:
-            tree = MerkleTree.from_leaves(leaves(batch.first_seq, batch.last_seq))
-            if tree.root != batch.root or tree.size != batch.tree_size:
-                raise EvidenceError(f"batch {batch.batch_seq}: the stored records no longer "
-                                    "produce its root (journal damaged?)")
-            trees[batch.batch_seq] = tree
         index = seq - batch.first_seq
+        path = stored_path(seq) if stored_path is not None else None
+        if path is None:
+            tree = trees.get(batch.batch_seq)
+            if tree is None:
+                tree = MerkleTree.from_leaves(leaves(batch.first_seq, batch.last_seq))
+                if tree.root != batch.root or tree.size != batch.tree_size:
+                    raise EvidenceError(f"batch {batch.batch_seq}: the stored records no "
+                                        "longer produce its root (journal damaged?)")
+                trees[batch.batch_seq] = tree
+            path = tree.inclusion_proof(index)
+        leaf = leaf_hash(signed)
+        try:
+            verify_inclusion(leaf, index, batch.tree_size, path, batch.root)
+        except ProofError:
+            raise EvidenceError(f"seq {seq}: its proof does not lead to the root of batch "
+                                f"{batch.batch_seq} (journal damaged?)") from None
         status = "anchored" if batch.anchored and batch.anchor else "pending"
-        proof = Proof(ALG, tree.levels[0][index].hex(), index, tree.size,
-                      [h.hex() for h in tree.inclusion_proof(index)], tree.root.hex(),
-                      batch.anchor, status, batch.first_seq)
+        proof = Proof(ALG, leaf.hex(), index, batch.tree_size, [h.hex() for h in path],
+                      batch.root.hex(), batch.anchor, status, batch.first_seq)
         if batch.anchor:
             refs.add((batch.anchor.chain_id, batch.anchor.contract))
         records.append(EvidenceRecord(seq, signed, proof, status))

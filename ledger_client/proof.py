@@ -15,7 +15,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger_client.merkle import ALG, MerkleTree, ProofError, leaf_hash, verify_inclusion
-from ledger_client.records import RecordError, parse, verify_chain
+from ledger_client.records import (
+    RecordError,
+    check_schema,
+    parse,
+    verify_chain,
+    verify_signature,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +97,21 @@ class LogReport:
     records: int
     anchored_through: int  # last seq covered by a verified batch root (0 if none)
     unanchored_tail: int  # records after it: deletions there cannot be seen until anchored
+    start_seq: int = 1  # where the checked chain starts (after a pruned prefix: its boundary)
 
 
 def verify_log(signed_records: Iterable[bytes], public_key: Ed25519PublicKey,
-               batches: Sequence[BatchRoot], *, gateway_id: str | None = None) -> LogReport:
-    """Verify a whole log from seq 1: chain links, signatures, and every batch root.
+               batches: Sequence[BatchRoot], *, gateway_id: str | None = None,
+               start_seq: int = 1) -> LogReport:
+    """Verify a whole log: chain links, signatures, and every batch root.
 
     Raises RecordError (broken field or link) or ProofError (a batch root that the records no
     longer produce, which is how a deleted or added record inside an anchored range shows).
+
+    A pruned journal's log starts at `start_seq` > 1, the last seq of a pruned batch: the link
+    of that first record to its deleted predecessor cannot be checked here, so the caller must
+    prove the record itself (`verify_kept`, an inclusion proof to its batch root); batches
+    ending before it are not recomputed (their leaves are gone), later ones are.
     """
     ordered = sorted(batches, key=lambda b: b.first_seq)
     expected_first = 1
@@ -106,6 +119,12 @@ def verify_log(signed_records: Iterable[bytes], public_key: Ed25519PublicKey,
         if batch.first_seq != expected_first:
             raise ProofError(f"batches leave a gap or overlap at seq {expected_first}")
         expected_first = batch.first_seq + batch.tree_size
+    if start_seq > 1:
+        boundary = [b for b in ordered if b.first_seq + b.tree_size - 1 == start_seq]
+        if not boundary:
+            raise ProofError(f"the retained log starts at seq {start_seq}, which does not end "
+                             "a batch")
+        ordered = [b for b in ordered if b.first_seq > start_seq]
     pending: list[bytes] = []
     batch_iter = iter(ordered)
     current = next(batch_iter, None)
@@ -117,7 +136,7 @@ def verify_log(signed_records: Iterable[bytes], public_key: Ed25519PublicKey,
         for signed in signed_records:
             seen += 1
             yield signed
-            if current is None:
+            if current is None or start_seq + seen - 1 < current.first_seq:
                 continue
             pending.append(signed)
             if len(pending) == current.tree_size:
@@ -129,9 +148,32 @@ def verify_log(signed_records: Iterable[bytes], public_key: Ed25519PublicKey,
                 pending.clear()
                 current = next(batch_iter, None)
 
-    verify_chain(collect(), public_key, gateway_id=gateway_id)
+    verify_chain(collect(), public_key, gateway_id=gateway_id, expect_first_seq=start_seq)
+    last = start_seq + seen - 1
     if current is not None:
-        raise RecordError(f"log ends at seq {seen}, inside the anchored batch covering seq "
+        raise RecordError(f"log ends at seq {last}, inside the anchored batch covering seq "
                           f"{current.first_seq}..{current.first_seq + current.tree_size - 1}: "
-                          "records are missing", seq=seen + 1)
-    return LogReport(seen, anchored_through, seen - anchored_through)
+                          "records are missing", seq=last + 1)
+    if start_seq > 1:
+        anchored_through = max(anchored_through, start_seq)
+    return LogReport(seen, anchored_through, last - anchored_through, start_seq)
+
+
+def verify_kept(signed: bytes, audit_path: Sequence[bytes], batch: BatchRoot,
+                public_key: Ed25519PublicKey, *, gateway_id: str | None = None) -> int:
+    """A record kept from a pruned batch: well-formed, signed by `public_key`, and a leaf of
+    `batch` by its stored audit path. Returns its seq; raises RecordError or ProofError."""
+    record = parse(signed)
+    check_schema(record, gateway_id)
+    verify_signature(record, public_key)
+    seq = record["seq"]
+    index = seq - batch.first_seq
+    if not 0 <= index < batch.tree_size:
+        raise ProofError(f"seq {seq} is not in the batch covering seq {batch.first_seq}.."
+                         f"{batch.first_seq + batch.tree_size - 1}")
+    try:
+        verify_inclusion(leaf_hash(signed), index, batch.tree_size, audit_path, batch.root)
+    except ProofError as exc:
+        raise ProofError(f"seq {seq}: kept record does not prove into its batch root "
+                         f"({exc})") from None
+    return int(seq)

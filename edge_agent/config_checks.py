@@ -1,0 +1,243 @@
+"""The checks of gateway.toml that look across keys and at the files it names.
+
+Split from config.py (the schema) because these know about the rest of the agent: key files,
+the seal keystore, the journal, signed plans. All run before anything starts, and each
+returns every problem it finds (config.load_config reports them together).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_agent.tomlschema import Problem
+
+if TYPE_CHECKING:
+    from edge_agent.config import Config, RulesConfig
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"host:port" or "[v6]:port" -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: expected HOST:PORT with a port 1-65535")
+    host = host.removeprefix("[").removesuffix("]")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: the host must be an IP address or localhost") from None
+    return host, int(port)
+
+
+def cross_checks(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    src = config.sources
+    if not (src.serial_gps or src.gpsd or src.serial_seal or src.mqtt_seal):
+        problems.append(Problem("sources", "no source configured: add at least one "
+                                           "[[sources.serial_gps]], [[sources.gpsd]], "
+                                           "[[sources.serial_seal]] or [sources.mqtt_seal]"))
+    if (src.serial_seal or src.mqtt_seal) and config.seals is None:
+        problems.append(Problem("seals.keystore", "required when an e-seal source is configured"
+                                                  " (the seal keys, JSON, mode 0600)"))
+    seen: dict[str, str] = {}
+    entries: list[tuple[str, str]] = []
+    entries += [(f"sources.serial_gps[{i}].sensor_id", s.sensor_id)
+                for i, s in enumerate(src.serial_gps)]
+    entries += [(f"sources.gpsd[{i}].sensor_id", s.sensor_id) for i, s in enumerate(src.gpsd)]
+    entries += [(f"sources.serial_seal[{i}].reader_id", s.reader_id)
+                for i, s in enumerate(src.serial_seal)]
+    for key, ident in entries:
+        if ident in seen:
+            problems.append(Problem(key, f"{ident!r} is already used by {seen[ident]}: every "
+                                         "sensor needs its own id (records name it as src)"))
+        seen.setdefault(ident, key)
+    ports: dict[Path, str] = {}
+    for key, port in [(f"sources.serial_gps[{i}].port", s.port)
+                      for i, s in enumerate(src.serial_gps)] + \
+                     [(f"sources.serial_seal[{i}].port", s.port)
+                      for i, s in enumerate(src.serial_seal)]:
+        if port in ports:
+            problems.append(Problem(key, f"{port} is already read by {ports[port]}"))
+        ports.setdefault(port, key)
+    for section, mq in (("sources.mqtt_seal", src.mqtt_seal), ("customs", config.customs)):
+        if mq is None:
+            continue
+        if (mq.cert is None) != (mq.key is None):
+            problems.append(Problem(f"{section}.cert", "cert and key go together (a client "
+                                                       "certificate and its key)"))
+        if not mq.tls and (mq.ca or mq.cert):
+            problems.append(Problem(f"{section}.tls", "is false, but ca/cert are set"))
+    rules = config.rules
+    if rules is not None:
+        if (rules.plan or rules.fences) and rules.customs_keys_file is None:
+            problems.append(Problem("rules.customs_keys_file", "required to check the "
+                                                               "signature of rules.plan/fences"))
+        if (rules.site_lat is None) != (rules.site_lon is None):
+            problems.append(Problem("rules.site_lat", "site_lat and site_lon go together"))
+    wh = config.webhook
+    if wh is not None and (wh.cert is None) != (wh.key is None):
+        problems.append(Problem("webhook.cert", "cert and key go together (a client "
+                                                "certificate and its key)"))
+    if config.customs is not None and config.customs.plans and rules is None:
+        problems.append(Problem("customs.plans", "plans from customs need a [rules] section "
+                                                 "(with customs_keys_file) to check and apply "
+                                                 "them; add it or set plans = false"))
+    return problems
+
+
+def file_checks(config: Config, warnings: list[str]) -> list[Problem]:
+    """What the agent will open: present, parseable, private where secret."""
+    from edge_agent.keys import GatewayKeyError, load_key, public_hex
+
+    problems: list[Problem] = []
+    gw = config.gateway
+    public = None
+    try:
+        public = public_hex(load_key(gw.key))
+    except GatewayKeyError as exc:
+        problems.append(Problem("gateway.key", str(exc)))
+    problems += _journal_checks(gw.id, gw.journal, public)
+    if config.seals is not None:
+        from edge_agent.sources.seal_auth import KeystoreError, load_keystore
+        try:
+            load_keystore(config.seals.keystore)
+        except KeystoreError as exc:
+            problems.append(Problem("seals.keystore", str(exc)))
+    if config.ledger is not None:
+        from ledger_client.evmkey import EvmKeyError, load_account
+        try:
+            load_account(config.ledger.evm_key)
+        except EvmKeyError as exc:
+            problems.append(Problem("ledger.evm_key", str(exc)))
+    else:
+        warnings.append("no [ledger]: nothing is anchored, so the journal is never pruned and "
+                        "grows past journal_max_mb")
+    for section, link in (("sources.mqtt_seal", config.sources.mqtt_seal),
+                          ("customs", config.customs), ("webhook", config.webhook)):
+        if link is None:
+            continue
+        found = _readable(f"{section}.ca", link.ca) + _readable(f"{section}.cert", link.cert)
+        found += _secret(f"{section}.key", link.key)
+        for name in ("password_file", "authorization_file"):
+            found += _secret(f"{section}.{name}", getattr(link, name, None))
+        if not found and getattr(link, "tls", True):
+            found += _tls(section, link)
+        problems += found
+        if not getattr(link, "tls", True):
+            warnings.append(f"{section}.tls is false: the MQTT password and everything sent "
+                            "cross the network in clear text")
+    if config.rules is not None:
+        problems += _rules_checks(config.rules)
+    for i, s in enumerate(config.sources.serial_gps):
+        if not s.port.exists():
+            warnings.append(f"sources.serial_gps[{i}].port: {s.port} is not present now; the "
+                            "agent keeps trying to open it")
+    for i, s in enumerate(config.sources.serial_seal):
+        if not s.port.exists():
+            warnings.append(f"sources.serial_seal[{i}].port: {s.port} is not present now; the "
+                            "agent keeps trying to open it")
+    if config.metrics.enabled:
+        host, _ = parse_listen(config.metrics.listen)
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            warnings.append(f"metrics.listen: {config.metrics.listen} is reachable from the "
+                            "network; metrics hold no secrets but show the gateway's activity")
+    return problems
+
+
+def _rules_checks(rules: RulesConfig) -> list[Problem]:
+    """Signed plan and fences load now, not at the first reading: a wrong signature is found
+    while the installer is still at the gateway."""
+    from geofences import GeofenceError, load_trusted_keys, open_envelope
+
+    if rules.customs_keys_file is None:
+        return []
+    try:
+        keys = load_trusted_keys(rules.customs_keys_file)
+    except GeofenceError as exc:
+        return [Problem("rules.customs_keys_file", str(exc))]
+    problems = []
+    for name in ("plan", "fences"):
+        path = getattr(rules, name)
+        if path is None:
+            continue
+        try:
+            doc = open_envelope(path.read_bytes(), keys, source=str(path))
+        except OSError as exc:
+            problems.append(Problem(f"rules.{name}", f"{path}: {exc.strerror or exc}"))
+            continue
+        except GeofenceError as exc:
+            problems.append(Problem(f"rules.{name}", str(exc)))
+            continue
+        kind = "plan" if hasattr(doc, "plan_id") else "fences"
+        if kind != name:
+            problems.append(Problem(f"rules.{name}", f"{path} holds a signed {kind}, not "
+                                                     f"{'a plan' if name == 'plan' else 'fences'}"))
+    return problems
+
+
+def _journal_checks(gateway_id: str, journal: Path, public: str | None) -> list[Problem]:
+    if journal.exists():
+        if not journal.is_file():
+            return [Problem("gateway.journal", f"{journal} is not a file")]
+        try:
+            db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+            try:
+                meta = dict(db.execute("SELECT key, value FROM meta"))
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return [Problem("gateway.journal", f"{journal} is not a SealTrail journal ({exc})")]
+        if meta.get("gateway_id") != gateway_id:
+            return [Problem("gateway.journal", f"{journal} belongs to gateway "
+                                               f"{meta.get('gateway_id')!r}, not {gateway_id!r}")]
+        if public is not None and meta.get("public_key") != public:
+            return [Problem("gateway.journal", f"{journal} was signed with another key "
+                                               f"({str(meta.get('public_key'))[:16]}…) than "
+                                               "gateway.key; a chain signed by two keys "
+                                               "verifies by none")]
+        if not os.access(journal, os.W_OK):
+            return [Problem("gateway.journal", f"{journal} is not writable by this user")]
+        return []
+    parent = journal.parent
+    if not parent.is_dir():
+        return [Problem("gateway.journal", f"directory {parent} does not exist")]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [Problem("gateway.journal", f"directory {parent} is not writable by this user "
+                                           "(the journal and its WAL are created there)")]
+    return []
+
+
+def _tls(section: str, link: object) -> list[Problem]:
+    """The CA, certificate and key load as PEM (what the TLS context will do at connect)."""
+    from edge_agent.sinks.tls import TlsConfigError, client_context
+    try:
+        client_context(getattr(link, "ca", None), getattr(link, "cert", None),
+                       getattr(link, "key", None))
+    except TlsConfigError as exc:
+        key = "ca" if getattr(link, "ca", None) and "CA" in str(exc) else "cert"
+        return [Problem(f"{section}.{key}", str(exc))]
+    return []
+
+
+def _readable(key: str, path: Path | None) -> list[Problem]:
+    if path is None:
+        return []
+    if not path.is_file() or not os.access(path, os.R_OK):
+        return [Problem(key, f"{path}: not a readable file")]
+    return []
+
+
+def _secret(key: str, path: Path | None) -> list[Problem]:
+    problems = _readable(key, path)
+    if problems or path is None:
+        return problems
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return [Problem(key, f"{path}: permissions {stat.filemode(mode)} are too open for a "
+                             f"secret; run `chmod 600 {path}`")]
+    return []

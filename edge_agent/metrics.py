@@ -1,0 +1,321 @@
+"""Prometheus metrics and a health check, on a tiny HTTP server inside the agent's event loop.
+
+An installer looks at a gateway through these when something seems off: are readings coming
+in (by source and kind), what is being dropped and why (the sources' own counters), is
+anything queueing up (ingest queue, each consumer's distance from the journal head, alerts
+not yet delivered), is the ledger keeping up (records not anchored and how old the oldest is),
+and is the journal within its size bound. Everything is computed when scraped, from counters
+the parts keep anyway and from indexed journal queries, so an idle agent does no work for it.
+
+No client library: the text exposition format (version 0.0.4) is a few lines of code, and the
+server answers only GET /metrics and GET /healthz, one request per connection, with bounded
+request size and time, so a scanner on the network cannot hold the agent up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.agent import Agent
+from edge_agent.retention import Retention, file_bytes, pruned_through
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NOT_DROPS = frozenset({
+    "bytes", "fixes", "no_fixes", "accepted", "connects", "disconnects", "open_failed",
+    "connect_failed", "silences", "stalls", "messages", "acked", "reanchored",
+    "gpsd_tpv", "gpsd_watch", "gpsd_tpv_nofix", "auth_accepted", "auth_duplicate",
+    "auth_unknown_seal"})
+"""Source counters that count events, not discarded input; every other counter of a source's
+stats() names a reason input was dropped (bad checksum, stale fix, bad MAC, replay, ...)."""
+
+
+@dataclass
+class Watched:
+    """What the metrics read: the running agent and the parts assembled around it."""
+
+    agent: Agent
+    retention: Retention | None = None
+    max_bytes: int = 0
+    alert_sinks: tuple[str, ...] = ()  # consumers that deliver alerts (pending = alerts after)
+    readings: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (source, kind) -> n
+    gateway_id: str = ""
+    started: float = field(default_factory=time.time)
+    ledger_connected: Callable[[], bool | None] = lambda: None
+    running: bool = False
+
+
+class Exposition:
+    """Builds the text format: HELP/TYPE once per metric, samples after."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def add(self, name: str, kind: str, help_text: str,
+            samples: Iterable[tuple[Mapping[str, str], float]] | float) -> None:
+        if isinstance(samples, int | float):
+            samples = [({}, samples)]
+        self._lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for labels, value in samples:
+            if labels:
+                text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+                self._lines.append(f"{name}{{{text}}} {_number(value)}")
+            else:
+                self._lines.append(f"{name} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+# --- collecting --------------------------------------------------------------------------------
+
+def journal_figures(w: Watched) -> dict[str, Any]:
+    """Head, anchoring and alert figures, from indexed queries under the journal lock."""
+    agent = w.agent
+    journal = agent.journal
+    head = agent.tail.head
+    with journal.locked() as db:
+        recent = db.execute("SELECT first_seq, tree_size, status FROM batches "
+                            "ORDER BY batch_seq DESC LIMIT 64").fetchall()
+        anchored_through = _anchored_through(db, recent)
+        first_open = db.execute("SELECT t_ms FROM records WHERE seq > ? ORDER BY seq LIMIT 1",
+                                (anchored_through,)).fetchone()
+        alerts = db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+        pending = {}
+        for consumer in agent.consumers:
+            if consumer.name in w.alert_sinks:
+                pending[consumer.name] = db.execute(
+                    "SELECT COUNT(*) FROM alerts WHERE seq > ?", (consumer.position,)
+                ).fetchone()[0]
+        pruned = pruned_through(db)
+        row = db.execute("SELECT value FROM meta WHERE key = 'pruned_records'").fetchone()
+    oldest_age = 0.0
+    if first_open is not None and anchored_through < head:
+        oldest_age = max(0.0, time.time() - first_open[0] / 1000)
+    return {"head": head, "anchored_through": anchored_through, "oldest_age": oldest_age,
+            "alerts": alerts, "pending": pending, "pruned_through": pruned,
+            "pruned_records": int(row[0]) if row else 0}
+
+
+def _anchored_through(db: Any, recent: list[tuple[int, int, str]]) -> int:
+    """Last seq of the anchored prefix. Batches anchor in order, so the newest anchored batch
+    is near the end: look at the last 64 first, scan the table only after a long outage."""
+    for first, size, status in recent:
+        if status == "anchored":
+            return first + size - 1
+    if not recent:
+        return 0
+    row = db.execute("SELECT MAX(first_seq + tree_size - 1) FROM batches "
+                     "WHERE status = 'anchored'").fetchone()
+    return row[0] or 0
+
+
+def source_counters(sources: Iterable[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """(dropped, other events, connected) samples from every source's stats()."""
+    dropped, events, connected = [], [], []
+    for source in sources:
+        stats = getattr(source, "stats", None)
+        for key, value in (stats() if callable(stats) else {}).items():
+            if key in NOT_DROPS:
+                events.append(({"source": source.name, "event": key}, value))
+            else:
+                dropped.append(({"source": source.name, "reason": key}, value))
+        flag = getattr(source, "connected", None)
+        if isinstance(flag, asyncio.Event):
+            connected.append(({"source": source.name}, int(flag.is_set())))
+    return dropped, events, connected
+
+
+def consumer_counters(consumers: Iterable[Any]) -> list[Any]:
+    samples = []
+    for consumer in consumers:
+        stats = getattr(consumer, "stats", None)
+        counts = dict(stats() if callable(stats) else getattr(consumer, "counts", None) or {})
+        if isinstance(getattr(consumer, "errors", None), int):
+            counts["errors"] = consumer.errors
+        samples += [({"consumer": consumer.name, "event": k}, v)
+                    for k, v in sorted(counts.items()) if isinstance(v, int | float)]
+    return samples
+
+
+def render(w: Watched) -> str:
+    agent = w.agent
+    out = Exposition()
+    out.add("sealtrail_up", "gauge", "1 while the agent runs", 1 if w.running else 0)
+    out.add("sealtrail_info", "gauge", "the gateway this agent signs for",
+            [({"gateway": w.gateway_id}, 1)])
+    readings = sorted(w.readings.items())
+    out.add("sealtrail_readings_total", "counter", "drafts emitted by each source, by kind",
+            [({"source": s, "kind": k}, n) for (s, k), n in readings])
+    out.add("sealtrail_ingested_total", "counter", "records committed to the journal by ingest",
+            agent.ingested)
+    dropped, events, connected = source_counters(agent.sources)
+    dropped.append(({"source": "ingest", "reason": "unsignable"}, agent.rejected))
+    out.add("sealtrail_dropped_total", "counter", "input dropped, by source and reason", dropped)
+    out.add("sealtrail_source_events_total", "counter",
+            "other source counters (bytes, fixes, connects, ...)", events)
+    out.add("sealtrail_source_connected", "gauge", "1 while the source's device or connection "
+            "is up", connected)
+    out.add("sealtrail_ingest_queue_depth", "gauge", "items waiting for ingest",
+            agent.queue.qsize())
+    out.add("sealtrail_ingest_queue_capacity", "gauge", "ingest queue bound", agent.queue.maxsize)
+    j = journal_figures(w)
+    out.add("sealtrail_journal_head_seq", "gauge", "seq of the newest record", j["head"])
+    out.add("sealtrail_consumer_lag_records", "gauge", "journal head minus the consumer's "
+            "position", [({"consumer": c.name}, max(0, j["head"] - c.position))
+                         for c in agent.consumers])
+    out.add("sealtrail_anchor_lag_records", "gauge", "records not yet in an anchored batch",
+            j["head"] - j["anchored_through"])
+    out.add("sealtrail_anchor_oldest_unanchored_age_seconds", "gauge",
+            "age of the oldest record not yet anchored (0 if none)", j["oldest_age"])
+    out.add("sealtrail_anchored_through_seq", "gauge", "last seq of the anchored prefix",
+            j["anchored_through"])
+    connected_ledger = w.ledger_connected()
+    if connected_ledger is not None:
+        out.add("sealtrail_ledger_connected", "gauge", "1 once the ledger node answered",
+                int(connected_ledger))
+    out.add("sealtrail_consumer_events_total", "counter", "consumer counters: alerts raised "
+            "by type (rules), messages sent (customs), anchor rebroadcasts and errors, ...",
+            consumer_counters(agent.consumers))
+    out.add("sealtrail_alerts_total", "gauge", "alerts in the journal", j["alerts"])
+    out.add("sealtrail_alerts_pending", "gauge", "alerts a sink has not delivered yet",
+            [({"sink": k}, v) for k, v in sorted(j["pending"].items())])
+    size = file_bytes(agent.journal)
+    out.add("sealtrail_journal_size_bytes", "gauge", "journal database + WAL on disk", size)
+    if w.max_bytes:
+        out.add("sealtrail_journal_max_bytes", "gauge", "configured bound (journal_max_mb)",
+                w.max_bytes)
+    out.add("sealtrail_journal_pruned_through_seq", "gauge", "records up to here were pruned "
+            "(except alerts and their evidence)", j["pruned_through"])
+    out.add("sealtrail_journal_pruned_records_total", "counter", "records deleted by retention",
+            j["pruned_records"])
+    if w.retention is not None:
+        out.add("sealtrail_journal_over_limit", "gauge", "1 when over the bound with nothing "
+                "more allowed to go", int(w.retention.over_limit))
+    _process(out, w.started)
+    return out.text()
+
+
+def _process(out: Exposition, started: float) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.add("process_cpu_seconds_total", "counter", "user + system CPU time",
+            round(usage.ru_utime + usage.ru_stime, 3))
+    out.add("process_resident_memory_bytes", "gauge", "resident set size", rss_bytes())
+    out.add("process_start_time_seconds", "gauge", "start time, Unix seconds", round(started, 3))
+    with contextlib.suppress(OSError):
+        out.add("process_open_fds", "gauge", "open file descriptors",
+                len(os.listdir("/proc/self/fd")))
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # not Linux: the peak is the best there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def health(w: Watched) -> tuple[int, dict[str, Any]]:
+    """200 while the agent runs and its journal answers; 503 otherwise. Warnings (a sensor
+    unplugged, the ledger unreachable, the journal over its bound) do not fail the check:
+    restarting the agent would not fix them."""
+    warnings = []
+    body: dict[str, Any] = {"gateway": w.gateway_id}
+    try:
+        j = journal_figures(w)
+    except Exception as exc:  # the journal is the one thing the agent cannot run without
+        return 503, {**body, "status": "failing", "error": f"journal: {exc}"}
+    body.update({"head_seq": j["head"], "anchor_lag_records": j["head"] - j["anchored_through"],
+                 "alerts_pending": j["pending"], "uptime_s": round(time.time() - w.started)})
+    _, _, connected = source_counters(w.agent.sources)
+    for labels, up in connected:
+        if not up:
+            warnings.append(f"source {labels['source']} is not connected")
+    if w.ledger_connected() is False:
+        warnings.append("the ledger node has not answered yet")
+    if w.retention is not None and w.retention.over_limit:
+        warnings.append("journal over journal_max_mb with nothing more allowed to be pruned")
+    if not w.running:
+        return 503, {**body, "status": "stopped", "warnings": warnings}
+    return 200, {**body, "status": "degraded" if warnings else "ok", "warnings": warnings}
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+class MetricsServer:
+    def __init__(self, watched: Watched, host: str, port: int):
+        self.watched = watched
+        self.host = host
+        self.port = port
+        self.server: asyncio.Server | None = None
+        self.requests: defaultdict[str, int] = defaultdict(int)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                 limit=8192)
+        self.port = self.server.sockets[0].getsockname()[1]  # when 0 was asked for
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5.0):
+                request = await reader.readline()
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass  # headers: not needed
+            method, _, rest = request.decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            status, ctype, body = self._respond(method, path)
+        except (TimeoutError, ValueError, asyncio.LimitOverrunError, ConnectionError):
+            status, ctype, body = 400, "text/plain", b"bad request\n"
+        try:
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found",
+                      405: "Method Not Allowed", 500: "Internal Server Error",
+                      503: "Service Unavailable"}[status]
+            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                         .encode("latin-1") + body)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+        self.requests[path if path in ("/metrics", "/healthz") else "other"] += 1
+        if path not in ("/metrics", "/healthz"):
+            return 404, "text/plain", b"not found: try /metrics or /healthz\n"
+        if method != "GET":
+            return 405, "text/plain", b"GET only\n"
+        try:
+            if path == "/metrics":
+                return 200, CONTENT_TYPE, render(self.watched).encode("utf-8")
+            status, doc = health(self.watched)
+            return status, "application/json", (json.dumps(doc) + "\n").encode("utf-8")
+        except Exception:
+            log.exception("metrics: answering %s failed", path)
+            return 500, "text/plain", b"internal error\n"
