@@ -213,6 +213,11 @@ class Journal:
         found = self.range(seq, seq)
         return found[0] if found else None
 
+    def count_alerts_after(self, seq: int) -> int:
+        """How many alerts lie beyond ``seq`` (a sink's backlog), from the alerts index."""
+        row = self._one("SELECT COUNT(*) FROM alerts WHERE seq > ?", (seq,))
+        return int(row[0]) if row else 0
+
     def alert_seq(self, alert_id: str) -> int | None:
         row = self._one("SELECT seq FROM alerts WHERE alert_id = ?", (alert_id,))
         return row[0] if row else None

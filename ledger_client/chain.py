@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 from web3.exceptions import TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import TxParams, TxReceipt
@@ -72,6 +72,9 @@ def connect(rpc_url: str | None = None, *, poa: bool | None = None, timeout: flo
     gateway pointed at the wrong network must not sign transactions for it).
     """
     if rpc_url is None:
+        # imported here: eth-tester and py-evm cost a gateway on a real node ~7 MB of RSS
+        from web3 import EthereumTesterProvider
+
         w3 = Web3(EthereumTesterProvider())
     elif rpc_url.startswith(("http://", "https://")):
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))

@@ -354,3 +354,13 @@ def test_corridor_helper_is_real_for_the_vehicle_module() -> None:
     # the vehicle module feeds geofences.DeviationMonitor; a corridor from degrees works there
     c = corridor_from_degrees("c1", 60, [(-56.2, -34.9), (-56.19, -34.9)])
     assert c.distance_m(-349_000_000, -561_950_000) < 1
+
+
+def test_a_garbled_sensor_is_a_comm_loss_and_readable_again_restores_it() -> None:
+    h = SensorHealth("gps0")
+    h.status(1, T0, {"event": "sensorGarbled", "since_ms": T0 - 10_000})
+    assert h.tick(T0 + P.comm_loss_ms - 1, 2, P, 0) == []
+    [loss] = h.tick(T0 + P.comm_loss_ms, 3, P, 0)
+    assert loss.type == "commLoss" and loss.details["cause"] == "sensorGarbled"
+    [back] = h.status(4, T0 + P.comm_loss_ms + 5_000, {"event": "sensorReadable"})
+    assert back.type == "commRestored"

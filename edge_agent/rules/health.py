@@ -28,8 +28,10 @@ from typing import Any
 from edge_agent.rules.alerts import Alert
 from edge_agent.rules.params import RuleParams
 
-DOWN_EVENTS = frozenset({"sensorDisconnected", "sensorSilent"})
-UP_EVENTS = frozenset({"sensorConnected", "sensorBack"})
+DOWN_EVENTS = frozenset({"sensorDisconnected", "sensorSilent", "sensorGarbled"})
+UP_EVENTS = frozenset({"sensorConnected", "sensorBack", "sensorReadable"})
+"""sensorGarbled (bytes but no usable line: wrong baud rate) loses the sensor as surely as an
+unplugged cable, so it starts the same commLoss timer."""
 _FIELDS = ("lost_since", "lost_seq", "lost_alert", "jam_seq", "jam_alert", "down_since",
            "down_seq", "down_event", "comm_alert", "seen_ms", "seen_seq", "watch_silence")
 

@@ -11,10 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.journal import Journal
+from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.tail import JournalTail
-
-CHUNK = 500
-
 
 _DETAILS: dict[str, tuple[str, ...]] = {
     "geofenceEnter": ("zone_id", "role"),
@@ -82,14 +80,9 @@ class ConsoleSink:
         self.position = journal.cursor(self.name)
 
     async def run(self, tail: JournalTail) -> None:
-        cursor = self.position
-        while True:
-            await tail.wait_beyond(cursor)
-            head = tail.head  # read before the query: nothing at or below it can be missed
-            alerts = self.journal.alerts_after(cursor, limit=CHUNK)
+        async for alerts, reached in alert_chunks(self.journal, tail, self.position):
             for alert in alerts:
                 self.write(format_alert(alert.record()))
             if alerts:  # the stored cursor only needs to move past what was shown
                 self.journal.commit(cursors={self.name: alerts[-1].seq})
-            cursor = alerts[-1].seq if len(alerts) == CHUNK else max(head, cursor)
-            self.position = cursor
+            self.position = reached

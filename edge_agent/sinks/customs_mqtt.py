@@ -347,10 +347,7 @@ class CustomsMqttSink:
                 status_at = now + self.policy.status_s
 
     def _alerts_pending(self) -> int:
-        # Journal has no count method; the alerts index answers this without reading records
-        row = self.journal._one("SELECT COUNT(*) FROM alerts WHERE seq > ?",
-                                (self._alerts_clear(),))
-        return int(row[0]) if row else 0
+        return self.journal.count_alerts_after(self._alerts_clear())
 
     def _status(self, state: str) -> bytes:
         return json.dumps({"gw": self.gateway_id, "state": state,

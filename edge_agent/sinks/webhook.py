@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 
 from edge_agent.journal import Journal, Stored
 from edge_agent.ratelog import RateLimitedLog
+from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.sinks.pacing import Backoff
 from edge_agent.sinks.tls import client_context
 from edge_agent.tail import JournalTail
 
 log = logging.getLogger(__name__)
 CURSOR = "webhook"
-CHUNK = 100
 RETRYABLE = frozenset({408, 425, 429})
 
 
@@ -124,13 +124,8 @@ class WebhookSink:
             await asyncio.sleep(delay)
 
     async def run(self, tail: JournalTail) -> None:
-        cursor = self.position
-        while True:
-            await tail.wait_beyond(cursor)
-            head = tail.head  # read before the query: nothing at or below it can be missed
-            alerts = self.journal.alerts_after(cursor, limit=CHUNK)
+        async for alerts, reached in alert_chunks(self.journal, tail, self.position, chunk=100):
             for alert in alerts:
                 await self._deliver(alert)
                 self.journal.commit(cursors={self.name: alert.seq})
-            cursor = alerts[-1].seq if len(alerts) == CHUNK else max(head, cursor)
-            self.position = cursor
+            self.position = reached
