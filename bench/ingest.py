@@ -7,19 +7,24 @@ the decoder, the bad-fix filters and the GNSS health checks; and $PSTSL e-seal s
 the decoder, the HMAC check and the replay counter (its state is committed with each reading).
 Issue 3 states the goal per sentence (sentences decoded, authenticated, signed and committed per
 second >= half the raw signing rate); since a GPS epoch is five sentences but one signed record,
-the per-record ratio is printed too, and it is the stricter figure. Prints one JSON line;
-``--profile [--seal]`` prints a cProfile of one stream instead.
+the per-record ratio is printed too, and it is the stricter figure.
+
+A shared machine drifts by 10 % within seconds, which is the size of the margin being measured,
+so each stream's ratio is taken against raw signing measured just before and just after it, in
+``--rounds`` rounds, and the median round is reported (each round's ratios are printed too).
+Prints one JSON line; ``--profile [--seal]`` prints a cProfile of one stream instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import hashlib
 import hmac
 import json
 import os
 import pstats
-import sys
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -108,32 +113,49 @@ def seal_handler(keys: dict[str, bytes]) -> Callable[[Journal], Callable[[bytes]
     return make
 
 
+def measured(key: Ed25519PrivateKey, lines: list[bytes],
+             handler_for: Callable[[Journal], Callable[[bytes], list[object]]]) -> dict[str, float]:
+    """One stream's rates, with the raw signing rate bracketing it."""
+    before = raw_sign_rate(key, N)
+    records, seconds = run(key, lines, handler_for)
+    sign = (before + raw_sign_rate(key, N)) / 2
+    return {"sign": sign, "records": records / seconds, "sentences": len(lines) / seconds}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to take the median of")
+    parser.add_argument("--profile", action="store_true", help="cProfile one stream instead")
+    parser.add_argument("--seal", action="store_true", help="with --profile: the e-seal stream")
+    args = parser.parse_args()
     key = Ed25519PrivateKey.generate()
     glines = gps_lines(N)
     slines, keys = seal_lines(N)
-    if "--profile" in sys.argv:
-        stream = "run(key, slines, seal_handler(keys))" if "--seal" in sys.argv else \
+    if args.profile:
+        stream = "run(key, slines, seal_handler(keys))" if args.seal else \
             "run(key, glines, gps_handler)"
         cProfile.runctx(stream, globals(), locals(), "/tmp/ingest.prof")
         pstats.Stats("/tmp/ingest.prof").sort_stats("tottime").print_stats(15)
         return
-    sign = raw_sign_rate(key, N)
-    gps_records, gps_s = run(key, glines, gps_handler)
-    seal_records, seal_s = run(key, slines, seal_handler(keys))
-    sign_after = raw_sign_rate(key, N)  # the machine may drift: bracket the ingest runs
-    sign = (sign + sign_after) / 2
-    gps_rate, seal_rate = gps_records / gps_s, seal_records / seal_s
+    gps, seal = [], []
+    for _ in range(args.rounds):
+        gps.append(measured(key, glines, gps_handler))
+        seal.append(measured(key, slines, seal_handler(keys)))
+
+    def median(rounds: list[dict[str, float]], rate: str) -> float:
+        return statistics.median(r[rate] / r["sign"] for r in rounds)
+
     print(json.dumps({
         "bench": "ingest", "records_per_stream": N, "group_commit": GROUP,
-        "synchronous": "FULL", "cpus": os.cpu_count(),
-        "raw_ed25519_signs_per_s": round(sign),
-        "gps_records_per_s": round(gps_rate),
-        "gps_sentences_per_s": round(len(glines) / gps_s),
-        "seal_records_per_s": round(seal_rate),
-        "ratio_gps_to_raw_sign": round(gps_rate / sign, 3),
-        "ratio_seal_to_raw_sign": round(seal_rate / sign, 3),
-        "ratio_gps_sentences_to_raw_sign": round(len(glines) / gps_s / sign, 3),
+        "synchronous": "FULL", "cpus": os.cpu_count(), "rounds": args.rounds,
+        "raw_ed25519_signs_per_s": round(statistics.median(r["sign"] for r in gps + seal)),
+        "gps_records_per_s": round(statistics.median(r["records"] for r in gps)),
+        "gps_sentences_per_s": round(statistics.median(r["sentences"] for r in gps)),
+        "seal_records_per_s": round(statistics.median(r["records"] for r in seal)),
+        "ratio_gps_to_raw_sign": round(median(gps, "records"), 3),
+        "ratio_seal_to_raw_sign": round(median(seal, "records"), 3),
+        "ratio_gps_sentences_to_raw_sign": round(median(gps, "sentences"), 3),
+        "seal_ratio_each_round": [round(r["records"] / r["sign"], 3) for r in seal],
         "goal_ratio": 0.5,
     }))
 

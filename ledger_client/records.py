@@ -130,21 +130,41 @@ class RecordSigner:
 def _body_json(body: Mapping[str, Any]) -> str:
     """Canonical JSON of a body; a flat body of ASCII keys and safe integers or strings (every
     reading) is written here in one pass that also does ``check_json_value``'s job."""
-    parts = []
-    for name in sorted(body) if all(type(k) is str and k.isascii() for k in body) else ():
-        value = body[name]
-        kind = type(value)
-        if kind is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            parts.append(f"{_json_str(name)}:{value}")
-        elif kind is str:
-            parts.append(f"{_json_str(name)}:{_json_str(value)}")
+    layout = _LAYOUTS.get(tuple(body)) or _layout(body)
+    if layout is not None:
+        parts = []
+        for name, head in layout:
+            value = body[name]
+            kind = type(value)
+            if kind is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                parts.append(head + str(value))
+            elif kind is str:
+                parts.append(head + _json_str(value))
+            else:
+                break  # nested, bool, None or unsafe: the general path checks and encodes it
         else:
-            break
-    else:
-        if len(parts) == len(body):
             return "{" + ",".join(parts) + "}"
     check_json_value(body)
     return _encoder.encode(body)
+
+
+_LAYOUTS: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
+"""Key order -> each key with its encoded ``"key":`` in canonical (sorted) order. A source
+builds its bodies with the same keys in the same order, so sorting and encoding the keys is
+done once per kind of body rather than once per reading."""
+
+
+def _layout(body: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The layout of a body's key order; None (take the general path) if a key is not an
+    ASCII string. Only a few dozen orders exist; the bound guards against a generator of
+    endless new ones (a bug, or keys derived from input)."""
+    keys = tuple(body)
+    if not all(type(k) is str and k.isascii() for k in keys):
+        return None
+    layout = tuple((k, f"{_json_str(k)}:") for k in sorted(keys))
+    if len(_LAYOUTS) < 1024:
+        _LAYOUTS[keys] = layout
+    return layout
 
 
 def parse(signed: bytes) -> dict[str, Any]:

@@ -166,3 +166,30 @@ def test_record_signer_gives_exactly_the_canonical_signed_bytes(body, src, gw, s
 def test_record_signer_refuses_a_time_json_readers_would_change(t_ms) -> None:
     with pytest.raises(RecordError, match="t_ms"):
         RecordSigner("gw", Ed25519PrivateKey.generate()).sign(1, t_ms, "gps", "s", {}, "0" * 64)
+
+
+@given(st.lists(st.sampled_from([0, -(2**53 - 1), "é\u2028", "", None, True, [1], {"k": 2},
+                                 2**53, 1.5]), min_size=3, max_size=3),
+       st.permutations(["lat_e7", "z", "a"]))
+@settings(max_examples=300, deadline=None)
+def test_a_cached_key_layout_gives_the_canonical_bytes_whatever_the_values(values, order):
+    """The signer remembers each key order's sorted layout; bodies that share an order but not
+    value types (a nested value, a float, an unsafe integer) must still come out canonical, or
+    be refused exactly as sign_record refuses them."""
+    key = Ed25519PrivateKey.generate()
+    for body in ({name: 1 for name in order}, dict(zip(order, values, strict=True))):
+        unsigned = {"v": 1, "gw": "gw", "seq": 1, "t_ms": 0, "kind": "gps", "src": "s",
+                    "body": body, "prev": "ab" * 32}
+        try:
+            expected = sign_record(unsigned, key)[0]
+        except RecordError:
+            with pytest.raises(RecordError):
+                RecordSigner("gw", key).sign(1, 0, "gps", "s", body, "ab" * 32)
+            continue
+        signed = RecordSigner("gw", key).sign(1, 0, "gps", "s", body, "ab" * 32)
+        assert signed == canonical(expected) == rfc8785.dumps(parse(signed))
+
+
+def test_a_non_ascii_key_takes_the_checked_path_and_is_refused() -> None:
+    with pytest.raises(RecordError, match="ASCII"):
+        RecordSigner("gw", Ed25519PrivateKey.generate()).sign(1, 0, "gps", "s", {"é": 1}, "0" * 64)

@@ -71,6 +71,7 @@ def test_sentence_and_json_decode_to_the_same_message() -> None:
 @pytest.mark.parametrize(("line", "reason"), [
     (pstsl("S1", 1).replace(b"*", b"*0"), "bad_checksum"),
     (b"$PSTSL,S1,1,C,90,1760000000000*00\r\n", "bad_checksum"),
+    (pstsl("S1", 1)[:-4] + b"%02X\r\n" % (int(pstsl("S1", 1)[-4:-2], 16) ^ 1), "bad_checksum"),
     (pstsl("S1", 1, mac="ab" * 15), "bad_mac_field"),
     (pstsl("S 1", 1), "bad_seal_id"),
     (pstsl("S1", 1, state="X"), "bad_state"),
@@ -80,6 +81,14 @@ def test_bad_sentences_are_rejected_by_reason(line: bytes, reason: str) -> None:
     with pytest.raises(Reject) as exc:
         decode_sentence(line)
     assert exc.value.args[0] == reason
+
+
+def test_noise_before_the_sentence_and_line_endings_do_not_matter() -> None:
+    line = pstsl("S1", 3)
+    expected = decode_sentence(line.rstrip())
+    for framed in (b"\x00\xff$$PSTSL,garbage" + line, line.rstrip() + b" \t\r\n",
+                   line.replace(line[-4:-2], line[-4:-2].lower())):
+        assert decode_sentence(framed) == expected
 
 
 def _reframe(payload: str) -> bytes:

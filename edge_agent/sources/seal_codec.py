@@ -12,10 +12,10 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from binascii import unhexlify
+from typing import Any, NamedTuple
 
-from edge_agent.sources.nmea_fields import Reject, sentence_text
+from edge_agent.sources.nmea_fields import Reject, sentence_text, xor_bytes
 
 SEAL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _UINT_RE = re.compile(r"0|[1-9]\d{0,15}")
@@ -26,8 +26,9 @@ MAX_PAYLOAD = 512
 _FIELDS = frozenset({"seal_id", "ctr", "state", "battery_pct", "seal_t_ms", "mac"})
 
 
-@dataclass(frozen=True, slots=True)
-class SealMessage:
+class SealMessage(NamedTuple):
+    """One decoded message, not yet authenticated (a NamedTuple: one is built per reading)."""
+
     seal_id: str
     ctr: int
     state: str  # C, O or T: the wire letter, kept so the MAC can be re-checked from a record
@@ -76,21 +77,23 @@ def _uint(text: str) -> int:
 
 
 _SENTENCE_RE = re.compile(
-    r"PSTSL,([A-Za-z0-9_-]{1,32}),(0|[1-9]\d{0,15}),([COT]),(0|[1-9]\d?|100),"
-    r"(0|[1-9]\d{0,15}),([0-9a-fA-F]{32})")
-"""A well-formed sentence's fields in one match; anything else takes the field-by-field path,
-which names the reason it is rejected."""
+    rb"\$(PSTSL,([A-Za-z0-9_-]{1,32}),(0|[1-9][0-9]{0,15}),([COT]),(0|[1-9][0-9]?|100),"
+    rb"(0|[1-9][0-9]{0,15}),([0-9a-fA-F]{32}))\*([0-9A-Fa-f]{2})[\r\n \t]*")
+"""A well-formed line in one match on its bytes (framing, fields and checksum digits); anything
+else takes sentence_text and the field-by-field path, which name the reason it is rejected.
+Readers send nothing but well-formed lines, so this is the path every reading takes."""
 
 
 def decode_sentence(line: bytes) -> SealMessage:
     """``$PSTSL,<seal_id>,<ctr>,<state>,<battery_pct>,<seal_t_ms>,<mac>*hh``."""
-    text = sentence_text(line)
-    good = _SENTENCE_RE.fullmatch(text)
-    if good is not None:
-        seal_id, ctr, state, battery, seal_t, mac = good.groups()
+    start = line.rfind(b"$")
+    good = _SENTENCE_RE.fullmatch(line, max(start, 0))
+    if good is not None and xor_bytes(good[1]) == int(good[8], 16):
+        seal_id, ctr, state, battery, seal_t, mac = good.group(2, 3, 4, 5, 6, 7)
         if int(ctr) <= MAX_INT and int(seal_t) <= MAX_INT:
-            return SealMessage(seal_id, int(ctr), state, int(battery), int(seal_t),
-                               bytes.fromhex(mac))
+            return SealMessage(seal_id.decode(), int(ctr), state.decode(), int(battery),
+                               int(seal_t), unhexlify(mac))
+    text = sentence_text(line)
     fields = text.split(",")
     if fields[0] != "PSTSL":
         raise Reject("unsupported")
