@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS batches (
     block_number INTEGER, block_hash BLOB, log_index INTEGER);
 """
 
+_parse_at = json.JSONDecoder().raw_decode
+
 BATCH_FIELDS = ("batch_seq", "first_seq", "tree_size", "root", "status", "closed_ms", "reason",
                 "nonce", "raw_tx", "tx_hash", "chain_id", "contract", "block_number",
                 "block_hash", "log_index")
@@ -83,6 +85,15 @@ class Stored(NamedTuple):
 
     def record(self) -> dict[str, Any]:
         return json.loads(self.signed)
+
+    def body(self) -> dict[str, Any]:
+        """The record's body alone. In canonical form it opens the record, so it is parsed
+        without the rest (signature, links: most of the bytes); the rules read the body of
+        every record, and this halves what that costs them."""
+        text = self.signed.decode()
+        if text.startswith('{"body":'):
+            return _parse_at(text, 8)[0]  # type: ignore[no-any-return]
+        return json.loads(text)["body"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

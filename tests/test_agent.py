@@ -110,3 +110,28 @@ def test_an_unsignable_draft_is_dropped_and_counted_without_losing_its_group(tmp
     assert journal.head()[0] == 9
     assert [s.record()["body"]["lat_e7"] for s in journal.read_after(0)] == \
         [0, 1, 2, 3, 5, 6, 7, 8, 9]
+
+
+def test_an_alert_committed_before_its_announcement_is_fed_once(tmp_path) -> None:
+    """A consumer commits an alert and announces it on the tail a moment later; a sink woken
+    by an earlier announcement already finds it. It must not be fed again when announced."""
+    from edge_agent.sinks.alert_feed import alert_chunks
+
+    journal = Journal(tmp_path / "j.db", gateway_id="gw", key=Ed25519PrivateKey.generate())
+    journal.append(_drafts("gps0", 5))
+    tail = JournalTail(5)
+    journal.append(_drafts("rules", 1, kind="alert"))  # seq 6, not announced yet
+
+    async def scenario() -> list[tuple[list[int], int]]:
+        fed: list[tuple[list[int], int]] = []
+        feed = alert_chunks(journal, tail, 4)
+        alerts, reached = await anext(feed)
+        fed.append(([a.seq for a in alerts], reached))
+        await tail.advanced(6)  # the announcement
+        journal.append(_drafts("gps0", 1))  # seq 7
+        await tail.advanced(7)
+        alerts, reached = await anext(feed)
+        fed.append(([a.seq for a in alerts], reached))
+        return fed
+
+    assert asyncio.run(scenario()) == [([6], 6), ([], 7)]

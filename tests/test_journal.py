@@ -13,12 +13,20 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edge_agent.journal import Draft, Journal, JournalError
+from edge_agent.journal import Draft, Journal, JournalError, Stored
 from edge_agent.keys import GatewayKeyError, create_key, load_key
 from ledger_client.merkle import ProofError, root
 from ledger_client.proof import BatchRoot, verify_log
-from ledger_client.records import RecordError, canonical, verify_chain
+from ledger_client.records import (
+    RecordError,
+    RecordSigner,
+    canonical,
+    record_hash,
+    verify_chain,
+)
 
 HELPER = Path(__file__).parent / "helpers" / "journal_writer.py"
 
@@ -200,3 +208,28 @@ def test_sigkill_at_random_moments_loses_no_committed_record(tmp_path) -> None:
         assert report.last_seq == head == report.count  # seq 1..head, no gap
         journal.close()
     assert promised > 25
+
+
+_KEY = Ed25519PrivateKey.generate()
+_BODY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=5), inner,
+                      max_size=3),
+    max_leaves=10)
+
+
+@given(st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=6),
+                       _BODY_VALUES, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_a_stored_body_parsed_alone_is_the_records_body(body: dict) -> None:
+    """Stored.body() parses only the body that opens a canonical record; it must agree with
+    parsing the whole record, whatever the body holds (strings with braces and quotes too)."""
+    signed = RecordSigner("gw", _KEY).sign(1, 0, "gps", "s", body, "0" * 64)
+    stored = Stored(1, 0, "gps", "s", record_hash(signed), signed)
+    assert stored.body() == stored.record()["body"] == body
+
+
+def test_a_non_canonical_row_still_gives_its_body() -> None:
+    stored = Stored(1, 0, "gps", "s", b"", b'{"v":1, "body": {"a": 1}}')
+    assert stored.body() == {"a": 1}

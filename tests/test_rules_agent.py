@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.agent import Agent
-from edge_agent.journal import Journal
+from edge_agent.journal import Draft, Journal
 from edge_agent.keys import public_hex
 from edge_agent.rules import RulesEngine
 from edge_agent.sinks.console import ConsoleSink
@@ -114,7 +114,8 @@ def test_truck_seals_and_plan_through_the_real_agent(tmp_path) -> None:
     mismatch = alerts[types.index("sealIdMismatch")]
     assert mismatch["asset"]["seal"] == "SEAL-X" and mismatch["severity"] == "critical"
     # the console showed each alert once, and the chain (heartbeats included) verifies
-    assert len(lines) == len(alerts) and "ALERT CRITICAL routeDeviation" in "\n".join(lines)
+    assert len(lines) == len(alerts), lines
+    assert "ALERT CRITICAL routeDeviation" in "\n".join(lines)
     records = journal.read_after(0, 100_000)
     assert any(r.src == "agent" and r.kind == "status" for r in records)
     report = verify_chain(journal.iter_signed(), key.public_key(), gateway_id="gw-e2e")
@@ -178,3 +179,58 @@ def test_heartbeat_source_beats_on_schedule_from_src_agent() -> None:
                          (1_014, "status", "agent", {"event": "heartbeat"})]
     with pytest.raises(ValueError, match="interval_s"):
         HeartbeatSource(0)
+
+
+def test_the_live_engine_saves_its_state_between_alerts_and_at_stop(tmp_path) -> None:
+    """Between alerts the engine saves state and cursor at its checkpoint interval, or when
+    the journal goes quiet, and at stop: a restart then has nothing to evaluate again."""
+    journal = Journal(tmp_path / "journal.db", gateway_id="gw-e2e",
+                      key=Ed25519PrivateKey.generate())
+    rules = RulesEngine(journal, checkpoint_s=3600.0, checkpoint_records=10**9)
+
+    async def scenario() -> tuple[int, int]:
+        beats = HeartbeatSource(0.01)
+        agent = Agent(journal, [beats], [rules])
+        stop = asyncio.Event()
+        runner = asyncio.create_task(agent.run(stop))
+        try:
+            while rules.position < 20:
+                await asyncio.sleep(0.01)
+            saved_while_running = journal.cursor("rules")
+        finally:
+            stop.set()
+            await runner
+        return saved_while_running, rules.position
+
+    while_running, evaluated = asyncio.run(scenario())
+    assert while_running == 0  # heartbeats raise nothing; an hour had not passed
+    assert journal.cursor("rules") == evaluated >= 20  # saved at stop
+    journal.close()
+
+
+def test_a_quiet_journal_gets_the_evaluated_state_saved(tmp_path) -> None:
+    journal = Journal(tmp_path / "journal.db", gateway_id="gw-e2e",
+                      key=Ed25519PrivateKey.generate())
+    rules = RulesEngine(journal, checkpoint_s=0.2, checkpoint_records=10**9)
+    journal.append([Draft(1_790_000_000_000 + i, "status", "agent", {"event": "heartbeat"})
+                    for i in range(10)])
+
+    async def scenario() -> tuple[int, int]:
+        agent = Agent(journal, [], [rules])
+        stop = asyncio.Event()
+        runner = asyncio.create_task(agent.run(stop))
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while rules.position < 10 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            evaluated_first = journal.cursor("rules")  # one evaluation, less than 0.2 s in
+            while journal.cursor("rules") < 10 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # no new records: the wait times out and saves
+            return evaluated_first, journal.cursor("rules")
+        finally:
+            stop.set()
+            await runner
+
+    first, later = asyncio.run(scenario())
+    assert (first, later) == (0, 10)
+    journal.close()

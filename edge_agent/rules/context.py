@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from edge_agent.rules.params import RuleParams
 from geofences import Corridor
@@ -131,8 +131,7 @@ class ActivePlan:
                 or zone.zone_id in (self.plan.departure_office, self.plan.destination_office))
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):
     """A GPS reading reduced to what the rules use."""
 
     seq: int

@@ -25,8 +25,7 @@ sources/seal_auth.py), so one reading is enough evidence; what needs care is *wh
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_agent.rules.alerts import WARNING, Alert
 from edge_agent.rules.context import ActivePlan, Place
@@ -37,8 +36,7 @@ _FIELDS = ("state", "seen_ms", "seen_seq", "open_alert", "missing_alert", "low_a
            "mismatch_for")
 
 
-@dataclass(frozen=True, slots=True)
-class SealContext:
+class SealContext(NamedTuple):
     """What the engine knows when a seal reading arrives."""
 
     plan: ActivePlan | None

@@ -13,8 +13,7 @@ test), fed only while a trip is in progress; zones are watched by ``zonewatch.Zo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_agent.rules.alerts import Alert
 from edge_agent.rules.context import ActivePlan, Fix, Place, ZoneLookup, zones_at
@@ -24,8 +23,7 @@ from edge_agent.rules.zonewatch import ZoneWatch
 from geofences import DeviationMonitor, GeofenceError, ZoneIndex
 
 
-@dataclass(frozen=True, slots=True)
-class VehicleContext:
+class VehicleContext(NamedTuple):
     plan: ActivePlan | None
     """The active plan while its trip is in progress (started, not closed), else None."""
     params: RuleParams

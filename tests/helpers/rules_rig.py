@@ -11,6 +11,7 @@ as HeartbeatSource does in the agent.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,13 +99,18 @@ class Rig:
 
     def __init__(self, tmp_path: Path, *, params: RuleParams | None = None,
                  seal_ids: Sequence[str] = ("SEAL-A", "SEAL-B", "SEAL-X"),
-                 heartbeat_s: float | None = 10.0, site: tuple[int, int] | None = None) -> None:
+                 heartbeat_s: float | None = 10.0, site: tuple[int, int] | None = None,
+                 saves_only_alerts: bool = False) -> None:
+        """``saves_only_alerts``: the engine commits state and cursor only with alerts (its
+        checkpoint interval never comes), so a restart re-evaluates everything since the last
+        alert; otherwise every evaluation ends with a checkpoint (catch_up)."""
         self.path = tmp_path / "journal.db"
         self.key = Ed25519PrivateKey.generate()
         self.customs = Ed25519PrivateKey.generate()
         self.trusted = [bytes.fromhex(public_hex(self.customs))]
         self.params = params
         self.site = site
+        self.saves_only_alerts = saves_only_alerts
         self.seal_keys = {s: seal_key(s) for s in seal_ids}
         self.heartbeat_s = heartbeat_s
         self.now = T0
@@ -113,8 +119,9 @@ class Rig:
 
     def _open(self) -> None:
         self.journal = Journal(self.path, gateway_id=GW, key=self.key)
+        never = {"checkpoint_s": math.inf, "checkpoint_records": 2**62}
         self.engine = RulesEngine(self.journal, trusted_keys=self.trusted, params=self.params,
-                                  site=self.site)
+                                  site=self.site, **(never if self.saves_only_alerts else {}))
         self.auth = SealAuthenticator(self.journal, self.seal_keys, clock=lambda: self.now,
                                       monotonic=lambda: self.now / 1000)
         self.gps: dict[str, NmeaHandler] = {}
@@ -206,7 +213,8 @@ class Rig:
             self.journal.append(drafts)
         if not evaluate:
             return []
-        return [s.record()["body"] for s in self.engine.catch_up()]
+        raised = self.engine.chase() if self.saves_only_alerts else self.engine.catch_up()
+        return [s.record()["body"] for s in raised]
 
     def status(self, src: str, body: dict[str, Any], t_ms: int | None = None) -> None:
         """A status record as a source would emit it (e.g. sensorDisconnected)."""

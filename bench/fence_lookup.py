@@ -12,7 +12,7 @@ zone monitor's hysteresis query), and ``monitors_us`` running the full ``Deviati
 ``ZoneMonitor`` state machines. ``vectorised_us`` is the same distance + containment for a whole
 array of fixes through shapely 2's vectorised functions, per fix. Goal: one at a time < 20 µs.
 
-    .venv/bin/python bench/geofences.py [--fixes N] [--seed S]
+    .venv/bin/python bench/fence_lookup.py [--fixes N] [--seed S]
 """
 
 from __future__ import annotations
