@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.journal import BATCH_FIELDS, Batch
-from edge_agent.retention import stored_path  # proofs kept for records of pruned batches
+from edge_agent.retention import (  # proofs kept for records of pruned batches
+    pruned_through,
+    stored_path,
+)
 from ledger_client import cli as ledger
 from ledger_client import evidence
 from ledger_client.cli import UsageError, guarded
@@ -160,6 +163,25 @@ def select(jf: JournalFile, args: argparse.Namespace) -> dict[int, bytes]:
     return chosen
 
 
+def unexported(jf: JournalFile, args: argparse.Namespace,
+               chosen: dict[int, bytes]) -> dict[str, str]:
+    """The seqs --seq asked for that are not in the journal, by why: ``pruned`` (retention
+    deleted them: only alerts, their evidence and batch boundaries are kept) or
+    ``beyond_head``. An export says so rather than silently being smaller than asked."""
+    boundary, head = pruned_through(jf.db), jf.head()
+    gone: set[int] = set()
+    for text in args.seq or []:
+        first, last = parse_seq_range(text)
+        gone.update(seq for seq in range(first, min(last, boundary) + 1) if seq not in chosen)
+    beyond = [text for text in args.seq or [] if parse_seq_range(text)[1] > head]
+    out = {}
+    if gone:
+        out["pruned"] = _ranges(sorted(gone))
+    if beyond:
+        out["beyond_head"] = f"head is seq {head}; asked for {', '.join(beyond)}"
+    return out
+
+
 def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
                    selection: dict[str, Any]) -> evidence.Evidence:
     batches = [_batch_info(b) for b in jf.batches()]
@@ -193,10 +215,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         selection = {k: v for k, v in {"alert": args.alert, "seq": args.seq, "src": args.src,
                                         "from_ms": args.from_ms, "to_ms": args.to_ms,
                                         "plan": args.plan}.items() if v}
-        ev = build_evidence(jf, select(jf, args), selection)
+        chosen = select(jf, args)
+        missing = unexported(jf, args, chosen)
+        if missing:
+            selection["not_exported"] = missing
+        ev = build_evidence(jf, chosen, selection)
     finally:
         jf.close()
     args.output.write_text(ev.to_json(), encoding="utf-8")
+    if "pruned" in missing:
+        print(f"not exported: seq {missing['pruned']} were pruned from the journal (retention "
+              "keeps alerts, their evidence and batch boundaries); the export says so in "
+              "selection.not_exported", file=sys.stderr)
+    if "beyond_head" in missing:
+        print(f"not exported: --seq beyond the journal: {missing['beyond_head']}",
+              file=sys.stderr)
     pending = [r.seq for r in ev.pending]
     if pending:
         print(f"pending: seq {_ranges(pending)} not anchored yet: exported with status "

@@ -182,3 +182,34 @@ def test_journal_verify_catches_a_changed_or_deleted_kept_record(env) -> None:
     db.close()
     code, out = _verify(env.path)
     assert code == 1 and f"alert seq {marks['early_alert']}" in out, out
+
+
+def test_an_export_over_a_pruned_range_says_what_it_could_not_include(env, capsys) -> None:
+    import json
+
+    from edge_agent.cli import main
+    from edge_agent.ledger_cli import unexported
+
+    marks = _fill(env)
+    p = env.retention(file_bytes(env.journal) // 3).run_once().pruned_through
+    jf = JournalFile(env.path)
+    try:
+        args = Namespace(alert=None, seq=["640..710", "2300..2400"], src=None, from_ms=None,
+                         to_ms=None, plan=None)
+        chosen = select(jf, args)
+        missing = unexported(jf, args, chosen)
+    finally:
+        jf.close()
+    assert p > 710  # the first range lies wholly in the pruned part
+    assert sorted(chosen) == [650, 700, marks["early_alert"], 2300, 2301]
+    assert missing == {"pruned": "640..649, 651..699, 702..710",
+                       "beyond_head": "head is seq 2301; asked for 2300..2400"}
+    out = env.path.with_name("export.json")
+    code = main(["evidence", "export", "--journal", str(env.path), "-o", str(out),
+                 "--seq", "640..710"])
+    err = capsys.readouterr().err
+    assert code == 0 and "not exported: seq 640..649, 651..699, 702..710 were pruned" in err
+    doc = json.loads(out.read_text())
+    assert doc["selection"] == {"seq": ["640..710"],
+                                "not_exported": {"pruned": "640..649, 651..699, 702..710"}}
+    assert [r["seq"] for r in doc["records"]] == [650, 700, marks["early_alert"]]
