@@ -222,7 +222,7 @@ def build_rules(config: Config, journal: Journal) -> Any:
     if rc.site_lat is not None and rc.site_lon is not None:
         site = (round(rc.site_lat * 1e7), round(rc.site_lon * 1e7))
     engine = RulesEngine(journal, trusted_keys=keys, vehicle=rc.vehicle,
-                         gps_sensors=rc.gps_sensors, site=site)
+                         gps_sensors=rc.gps_sensors, site=site, params=rc.thresholds)
     for path in (rc.fences, rc.plan):
         if path is not None:
             _load_once(engine, journal, path.read_bytes(), str(path))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_agent.config_checks import cross_checks, file_checks, parse_listen
+from edge_agent.rules.params import RuleParams
 from edge_agent.tomlschema import (
     INTERNAL,
     Builder,
@@ -200,6 +201,7 @@ class RulesConfig:
     gps_sensors: tuple[str, ...] | None = None  # GPS ids on the plan's vehicle (default: all)
     site_lat: float | None = field(default=None, metadata=check(between(-90, 90)))
     site_lon: float | None = field(default=None, metadata=check(between(-180, 180)))
+    thresholds: RuleParams = field(default_factory=RuleParams)  # every rule's threshold
 
 
 @dataclass(frozen=True, kw_only=True)

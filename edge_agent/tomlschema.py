@@ -114,7 +114,11 @@ class Builder:
                 values[name] = value
         if len(self.problems) > before:
             return None
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as exc:  # the schema's own cross-field checks (__post_init__)
+            self.problem(path, str(exc))
+            return None
 
     def value(self, hint: Any, raw: Any, key: str) -> Any:
         origin = typing.get_origin(hint)

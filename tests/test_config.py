@@ -274,3 +274,31 @@ def test_agent_check_prints_the_effective_config_or_every_problem(tmp_path, caps
     assert agent("check", "-c", str(path)) == 78
     err = capsys.readouterr().err
     assert "1 problem" in err and "metrics.listen" in err
+
+
+def test_rule_thresholds_are_configurable_and_checked_by_key(tmp_path) -> None:
+    from edge_agent.assemble import build_rules
+
+    text = MINIMAL + """
+[rules]
+[rules.thresholds]
+max_stop_ms = 1_200_000
+low_battery_pct = 15
+[rules.thresholds.deviation]
+min_duration_ms = 90_000
+"""
+    cfg = parse_config(text, check_files=False)
+    assert cfg.rules is not None
+    journal = Journal(tmp_path / "j.db", gateway_id="gw-test-01",
+                      key=Ed25519PrivateKey.generate())
+    engine = build_rules(cfg, journal)
+    assert (engine.params.max_stop_ms, engine.params.low_battery_pct,
+            engine.params.deviation.min_duration_ms) == (1_200_000, 15, 90_000)
+    assert engine.params.seal_missing_ms == 300_000  # the rest keep their defaults
+    journal.close()
+    bad = problems(text.replace("1_200_000", "-5").replace("15\n", "15\nmax_stp_ms = 1\n")
+                   .replace("90_000", "-1"))
+    assert "did you mean 'max_stop_ms'" in bad["rules.thresholds.max_stp_ms"]
+    assert "min_duration_ms must be an int >= 0" in bad["rules.thresholds.deviation"]
+    assert problems(text.replace("low_battery_pct = 15", "low_battery_pct = 40")) == {
+        "rules.thresholds": "RuleParams.low_battery_rearm_pct must be >= low_battery_pct"}
