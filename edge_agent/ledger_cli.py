@@ -13,6 +13,7 @@ copy of the journal, by someone who must not hold the signing key.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sqlite3
 import sys
@@ -169,17 +170,36 @@ def unexported(jf: JournalFile, args: argparse.Namespace,
     deleted them: only alerts, their evidence and batch boundaries are kept) or
     ``beyond_head``. An export says so rather than silently being smaller than asked."""
     boundary, head = pruned_through(jf.db), jf.head()
-    gone: set[int] = set()
-    for text in args.seq or []:
-        first, last = parse_seq_range(text)
-        gone.update(seq for seq in range(first, min(last, boundary) + 1) if seq not in chosen)
+    kept = sorted(chosen)
+    gaps: list[tuple[int, int]] = []
+    for first, last in sorted(parse_seq_range(text) for text in args.seq or []):
+        last = min(last, boundary)
+        for seq in kept[bisect.bisect_left(kept, first):bisect.bisect_right(kept, last)]:
+            if seq > first:
+                gaps.append((first, seq - 1))
+            first = seq + 1
+        if first <= last:
+            gaps.append((first, last))
     beyond = [text for text in args.seq or [] if parse_seq_range(text)[1] > head]
     out = {}
-    if gone:
-        out["pruned"] = _ranges(sorted(gone))
+    if gaps:
+        out["pruned"] = ", ".join(_merged(gaps))
     if beyond:
         out["beyond_head"] = f"head is seq {head}; asked for {', '.join(beyond)}"
     return out
+
+
+def _merged(gaps: list[tuple[int, int]]) -> list[str]:
+    """Sorted, possibly overlapping (first, last) ranges as 'A..B' / 'N', overlaps merged
+    (two --seq ranges may cover the same pruned seqs). Ranges, not seqs: an export asked for
+    1..10**9 must not build a set of a billion numbers."""
+    merged: list[list[int]] = []
+    for first, last in sorted(gaps):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return [str(a) if a == b else f"{a}..{b}" for a, b in merged]
 
 
 def build_evidence(jf: JournalFile, chosen: dict[int, bytes],

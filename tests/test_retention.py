@@ -198,8 +198,17 @@ def test_an_export_over_a_pruned_range_says_what_it_could_not_include(env, capsy
                          to_ms=None, plan=None)
         chosen = select(jf, args)
         missing = unexported(jf, args, chosen)
+        overlapping = Namespace(alert=None, seq=["650..705", "640..660"], src=None,
+                                from_ms=None, to_ms=None, plan=None)
+        overlap = unexported(jf, overlapping, select(jf, overlapping))
+        everything = Namespace(alert=None, seq=["1..1000000000"], src=None, from_ms=None,
+                               to_ms=None, plan=None)
+        huge = unexported(jf, everything, select(jf, everything))
     finally:
         jf.close()
+    assert overlap == {"pruned": "640..649, 651..699, 702..705"}
+    assert huge["beyond_head"] == "head is seq 2301; asked for 1..1000000000"
+    assert huge["pruned"].startswith("1..99, 101..")
     assert p > 710  # the first range lies wholly in the pruned part
     assert sorted(chosen) == [650, 700, marks["early_alert"], 2300, 2301]
     assert missing == {"pruned": "640..649, 651..699, 702..710",

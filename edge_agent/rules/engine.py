@@ -87,8 +87,7 @@ class RulesEngine:
         self.read_chunk = read_chunk
         self.checkpoint_s = checkpoint_s
         self.checkpoint_records = checkpoint_records
-        self.position = journal.cursor(CURSOR)
-        self._evaluated = self.position  # last seq evaluated; committed up to the cursor
+        self.position = journal.cursor(CURSOR)  # last seq evaluated; saved as the cursor
         self._unsaved = 0  # records evaluated since the last commit of state and cursor
         self._saved_at = time.monotonic()
         self.raised: Counter[str] = Counter()
@@ -143,8 +142,9 @@ class RulesEngine:
         return doc
 
     def evaluate(self, records: list[Stored]) -> list[Stored]:
-        """Evaluate a run of committed records; return the alerts raised, committed together
-        with state and cursor. Without alerts the commit waits for the checkpoint interval."""
+        """Evaluate a run of committed records (the next after ``position``, which moves past
+        them); return the alerts raised, committed together with state and cursor. Without
+        alerts the commit waits for the checkpoint interval."""
         drafts: list[Draft] = []
         for stored in records:
             try:
@@ -155,7 +155,7 @@ class RulesEngine:
                               stored.kind, stored.src)
         drafts = unique(self.journal, drafts, log.warning)
         self.raised.update(d.body["type"] for d in drafts)
-        self._evaluated = records[-1].seq
+        self.position = records[-1].seq
         self._unsaved += len(records)
         if (drafts or self._unsaved >= self.checkpoint_records
                 or time.monotonic() - self._saved_at >= self.checkpoint_s):
@@ -171,7 +171,7 @@ class RulesEngine:
     def _save(self, drafts: list[Draft]) -> list[Stored]:
         keep = set(self._plan.seal_container) if self._plan is not None else set()
         state = self._assets.state_out(self._engine_state, keep)
-        stored = self.journal.append(drafts, cursors={CURSOR: self._evaluated}, state=state)
+        stored = self.journal.append(drafts, cursors={CURSOR: self.position}, state=state)
         self._unsaved, self._saved_at = 0, time.monotonic()
         return stored
 
@@ -181,7 +181,6 @@ class RulesEngine:
         raised: list[Stored] = []
         while records := self.journal.read_after(self.position, self.read_chunk):
             raised += self.evaluate(records)
-            self.position = records[-1].seq
         return raised
 
     def catch_up(self) -> list[Stored]:
@@ -202,7 +201,6 @@ class RulesEngine:
                     await asyncio.sleep(0.05)
                     continue
                 alerts = self.evaluate(records)
-                self.position = records[-1].seq
                 if alerts:
                     for alert in alerts:
                         body = alert.record()["body"]
