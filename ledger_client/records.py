@@ -130,7 +130,10 @@ class RecordSigner:
 def _body_json(body: Mapping[str, Any]) -> str:
     """Canonical JSON of a body; a flat body of ASCII keys and safe integers or strings (every
     reading) is written here in one pass that also does ``check_json_value``'s job."""
-    layout = _LAYOUTS.get(tuple(body)) or _layout(body)
+    keys = tuple(body)
+    layout = _LAYOUTS.get(keys)
+    if layout is None:
+        layout = _layout(keys)
     if layout is not None:
         parts = []
         for name, head in layout:
@@ -154,11 +157,10 @@ builds its bodies with the same keys in the same order, so sorting and encoding 
 done once per kind of body rather than once per reading."""
 
 
-def _layout(body: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+def _layout(keys: tuple[Any, ...]) -> tuple[tuple[str, str], ...] | None:
     """The layout of a body's key order; None (take the general path) if a key is not an
     ASCII string. Only a few dozen orders exist; the bound guards against a generator of
     endless new ones (a bug, or keys derived from input)."""
-    keys = tuple(body)
     if not all(type(k) is str and k.isascii() for k in keys):
         return None
     layout = tuple((k, f"{_json_str(k)}:") for k in sorted(keys))

@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from edge_agent.journal import Draft, Journal, Stored
@@ -77,7 +77,8 @@ class RulesEngine:
                  params: RuleParams | None = None, vehicle: str | None = None,
                  gps_sensors: Collection[str] | None = None,
                  site: tuple[int, int] | None = None, read_chunk: int = 500,
-                 checkpoint_s: float = 1.0, checkpoint_records: int = 5000) -> None:
+                 checkpoint_s: float = 1.0, checkpoint_records: int = 5000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.journal = journal
         self.trusted_keys = [bytes(k) for k in trusted_keys]
         self.params = params or RuleParams()
@@ -89,7 +90,8 @@ class RulesEngine:
         self.checkpoint_records = checkpoint_records
         self.position = journal.cursor(CURSOR)  # last seq evaluated; saved as the cursor
         self._unsaved = 0  # records evaluated since the last commit of state and cursor
-        self._saved_at = time.monotonic()
+        self._monotonic = monotonic
+        self._saved_at = monotonic()
         self.raised: Counter[str] = Counter()
         self.errors = 0
         self._tail: JournalTail | None = None
@@ -158,7 +160,7 @@ class RulesEngine:
         self.position = records[-1].seq
         self._unsaved += len(records)
         if (drafts or self._unsaved >= self.checkpoint_records
-                or time.monotonic() - self._saved_at >= self.checkpoint_s):
+                or self._monotonic() - self._saved_at >= self.checkpoint_s):
             return self._save(drafts)
         return []
 
@@ -172,7 +174,7 @@ class RulesEngine:
         keep = set(self._plan.seal_container) if self._plan is not None else set()
         state = self._assets.state_out(self._engine_state, keep)
         stored = self.journal.append(drafts, cursors={CURSOR: self.position}, state=state)
-        self._unsaved, self._saved_at = 0, time.monotonic()
+        self._unsaved, self._saved_at = 0, self._monotonic()
         return stored
 
     def chase(self) -> list[Stored]:
