@@ -80,7 +80,7 @@ def gps_lines(n: int) -> list[bytes]:
 
 
 def _demo_plan() -> dict[str, Any]:
-    return json.loads((resources.files("edge_agent") / "demo_data" / "plan.json").read_text())
+    return json.loads((resources.files("sealtrail") / "demo_data" / "plan.json").read_text())
 
 
 def rules_for(journal: Journal, seal_ids: list[str]) -> RulesEngine:

@@ -181,10 +181,10 @@ def agent(conn: Connection, workdir: str, gps_path: str, seal_path: str, host: s
     from edge_agent.keys import load_key
     from edge_agent.sinks.tls import client_context
     from edge_agent.sources.gps_filter import FixFilterParams
-    from edge_agent.sources.mqtt_seal import MqttSettings
     from edge_agent.sources.seal_auth import SealAuthenticator
     from edge_agent.sources.serial_gps import SerialGpsSource
     from edge_agent.sources.serial_seal import SerialSealSource
+    from sealtrail.mqtt import MqttSettings
 
     async def main() -> None:
         journal = Journal(Path(workdir) / "journal.db", gateway_id=GW,

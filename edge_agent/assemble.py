@@ -164,7 +164,7 @@ def _gps_params(entry: Any) -> tuple[FixFilterParams, HealthParams]:
 
 def _mqtt_settings(cfg: Any, gateway_id: str, client_id: str) -> Any:
     from edge_agent.sinks.tls import client_context
-    from edge_agent.sources.mqtt_seal import MqttSettings
+    from sealtrail.mqtt import MqttSettings
     tls = client_context(cfg.ca, cfg.cert, cfg.key) if cfg.tls else None
     password = read_secret(cfg.password_file) if cfg.password_file else None
     return MqttSettings(cfg.host, cfg.port, client_id=cfg.client_id or client_id,

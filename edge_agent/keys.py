@@ -14,8 +14,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sealtrail.errors import SealTrailError
 
-class GatewayKeyError(Exception):
+
+class GatewayKeyError(SealTrailError):
     """A key file that is missing, unsafe, or not an Ed25519 key (message says which)."""
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.journal import BATCH_FIELDS, Batch
 from edge_agent.retention import (  # proofs kept for records of pruned batches
@@ -28,9 +28,11 @@ from edge_agent.retention import (  # proofs kept for records of pruned batches
     stored_path,
 )
 from ledger_client import cli as ledger
-from ledger_client import evidence
 from ledger_client.cli import UsageError, guarded
 from ledger_client.proof import AnchorRef
+
+if TYPE_CHECKING:  # loads web3: only when a command runs, never for --help
+    from ledger_client import evidence
 
 IN_FLIGHT = ("signed", "sent")
 
@@ -204,6 +206,8 @@ def _merged(gaps: list[tuple[int, int]]) -> list[str]:
 
 def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
                    selection: dict[str, Any]) -> evidence.Evidence:
+    from ledger_client import evidence
+
     batches = [_batch_info(b) for b in jf.batches()]
     return evidence.build(jf.gateway_id, chosen.items(), batches,
                           lambda a, b: [s for _, s in jf.signed(a, b)], selection=selection,
@@ -211,6 +215,8 @@ def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
 
 
 def _batch_info(b: Batch) -> evidence.BatchInfo:
+    from ledger_client import evidence
+
     anchor = None
     if b.block_hash is not None and b.chain_id is not None and b.contract and b.tx_hash:
         anchor = AnchorRef(b.chain_id, b.contract, b.batch_seq, "0x" + b.tx_hash.hex(),

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.journal import Journal
-from edge_agent.ratelog import RateLimitedLog
 from ledger_client.merkle import MerkleTree, ProofError
 from ledger_client.proof import BatchRoot, verify_kept
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

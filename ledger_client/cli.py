@@ -17,26 +17,22 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from web3 import Web3
-from web3.exceptions import TimeExhausted
-
-from ledger_client import chain, evidence, tx
-from ledger_client.errors import ChainError
-from ledger_client.evmkey import EvmKeyError, create_account, load_account
 from ledger_client.merkle import ProofError
 from ledger_client.proof import Proof
 from ledger_client.records import RecordError, parse
+from sealtrail.errors import UsageError
+
+if TYPE_CHECKING:  # web3 and the EVM code load in a second; `--help` must not wait for them
+    from web3 import Web3
+
+    from ledger_client import chain, evidence
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 DEFAULT_RPC = "http://127.0.0.1:8545"
 Handler = Callable[[argparse.Namespace], int]
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
-
-
-class UsageError(ValueError):
-    """Bad input on the command line or in a file it names: exit 2 with this message."""
 
 
 # --- options shared by the commands ---------------------------------------------------------
@@ -74,11 +70,17 @@ def add_rpc_options(parser: argparse.ArgumentParser, *, contract: bool = True,
 
 
 def connect(args: argparse.Namespace) -> Web3:
+    from ledger_client import chain
+
     return chain.connect(args.rpc, poa=args.poa, timeout=args.timeout, chain_id=args.chain_id)
 
 
 def registry(args: argparse.Namespace, w3: Web3 | None = None,
              address: str | None = None) -> chain.AnchorRegistry:
+    from web3 import Web3
+
+    from ledger_client import chain
+
     address = address or args.contract
     if not address or not Web3.is_address(address):
         raise UsageError(f"--contract: {address!r} is not an EVM address")
@@ -88,6 +90,8 @@ def registry(args: argparse.Namespace, w3: Web3 | None = None,
 
 
 def _confirmed(w3: Web3, receipt: Any, args: argparse.Namespace) -> Any:
+    from ledger_client import tx
+
     if args.confirmations < 0:
         raise UsageError("--confirmations must be >= 0")
     return tx.wait_confirmations(w3, receipt, args.confirmations, timeout=args.timeout)
@@ -97,6 +101,12 @@ def guarded(handler: Handler) -> Handler:
     """Map what can go wrong to a one-line message and the documented exit code."""
 
     def run(args: argparse.Namespace) -> int:
+        from web3.exceptions import TimeExhausted
+
+        from ledger_client import evidence
+        from ledger_client.errors import ChainError
+        from ledger_client.evmkey import EvmKeyError
+
         where = f"sealtrail {args.command}"
         try:
             return handler(args)
@@ -117,6 +127,8 @@ def guarded(handler: Handler) -> Handler:
 # --- ledger administration ------------------------------------------------------------------
 
 def cmd_account(args: argparse.Namespace) -> int:
+    from ledger_client.evmkey import create_account, load_account
+
     account = create_account(args.key) if args.create else load_account(args.key)
     if args.create:
         print(f"wrote {args.key} (mode 0600)")
@@ -125,6 +137,9 @@ def cmd_account(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from ledger_client import chain
+    from ledger_client.evmkey import load_account
+
     account = load_account(args.key)
     w3 = connect(args)
     reg = chain.AnchorRegistry.deploy(w3, account, gas_price=args.gas_price_wei)
@@ -143,6 +158,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    from ledger_client.evmkey import load_account
+
     try:
         pubkey = bytes.fromhex(args.pubkey.removeprefix("0x"))
     except ValueError:
@@ -162,6 +181,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
+    from ledger_client import chain
+    from ledger_client.evmkey import load_account
+
     account = load_account(args.key)
     reg = registry(args)
     trusted = chain.TRUST_ALL if args.last_trusted_batch == "all" else _int_arg(
@@ -261,6 +283,8 @@ def read_proof_file(path: Path) -> Proof:
 
 
 def single(signed: bytes, proof: Proof | None) -> evidence.Evidence:
+    from ledger_client import evidence
+
     """A one-record evidence document, so every input takes the same verification path."""
     record = parse(signed)
     anchor = proof.anchor if proof else None
@@ -271,6 +295,8 @@ def single(signed: bytes, proof: Proof | None) -> evidence.Evidence:
 
 
 def load_evidence(args: argparse.Namespace) -> evidence.Evidence:
+    from ledger_client import evidence
+
     if args.evidence is not None:
         if args.record or args.proof:
             raise UsageError("give an evidence file, or --record with --proof, not both")
@@ -285,6 +311,10 @@ def load_evidence(args: argparse.Namespace) -> evidence.Evidence:
 
 
 def verify_evidence(ev: evidence.Evidence, args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    from ledger_client import chain, evidence
+
     """Verify, print one line per record and a summary; exit code of the worst failure."""
     if args.confirmations < 0:
         raise UsageError("--confirmations must be >= 0")

@@ -17,13 +17,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ledger_client.chain import AnchorRegistry
 from ledger_client.merkle import ALG, MerkleTree, ProofError, leaf_hash, verify_inclusion
 from ledger_client.proof import AnchorRef, Proof
 from ledger_client.records import RecordError, parse
 from ledger_client.verify import VerificationError, Verified, WrongChain, verify_record, worst
+
+if TYPE_CHECKING:  # web3 loads in a second; verifying a file offline does not need it
+    from ledger_client.chain import AnchorRegistry
 
 FORMAT = "sealtrail-evidence/1"
 

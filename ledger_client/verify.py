@@ -20,14 +20,16 @@ changed after they were anchored (TamperedRecord).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger_client.chain import AnchorRegistry, GatewayInfo
 from ledger_client.merkle import ProofError
 from ledger_client.proof import AnchorRef, Proof
 from ledger_client.records import RecordError, check_schema, parse, verify_signature
+
+if TYPE_CHECKING:  # web3 loads in a second; verifying a file offline does not need it
+    from ledger_client.chain import AnchorRegistry, GatewayInfo
 
 
 class VerificationError(Exception):

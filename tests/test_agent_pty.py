@@ -29,7 +29,7 @@ from tests.helpers.rules_rig import plan_doc
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
-CORRIDOR = ROOT / "edge_agent" / "demo_data" / "corridor.geojson"
+CORRIDOR = ROOT / "sealtrail" / "demo_data" / "corridor.geojson"
 TRUCK = ROOT / "firmware_sim" / "scenarios" / "demo_truck_route.geojson"
 T0 = 1_790_000_000_000
 REPLAY = FixFilterParams(max_age_ms=None, max_future_ms=None)  # simulated time, not now

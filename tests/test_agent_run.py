@@ -41,11 +41,11 @@ SEAL = "MSCU1234567"  # a seal of the demo plan
 
 def sealtrail(*args: str, env: dict[str, str] | None = None,
               **kw: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "edge_agent.cli", *args], env=env, **kw)
+    return subprocess.Popen([sys.executable, "-m", "sealtrail.cli", *args], env=env, **kw)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sealtrail.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -104,7 +104,7 @@ class Alerts:
 
 
 def _plan(tmp: Path, customs: Ed25519PrivateKey) -> Path:
-    plan = json.loads((ROOT / "edge_agent" / "demo_data" / "plan.json").read_text())
+    plan = json.loads((ROOT / "sealtrail" / "demo_data" / "plan.json").read_text())
     plan["limits"] = {**plan.get("limits", {}), "deviation_min_s": 5, "return_min_s": 2}
     path = tmp / "plan.json"
     path.write_bytes(sign_envelope("plan", json.dumps(plan).encode(), customs))
@@ -262,7 +262,7 @@ def test_the_agent_runs_from_gateway_toml_bounds_its_journal_and_stops_on_sigter
                           "journal_bytes": found["sealtrail_journal_size_bytes"]}))
 
         # the auditor's and customs' checks, in-process (a CLI process costs seconds of imports)
-        from edge_agent.cli import main
+        from sealtrail.cli import main
         journal = str(tmp_path / "journal.db")
         assert main(["journal", "verify", journal, "--public-key", public_hex(key)]) == 0
         assert "pruned" in capsys.readouterr().out

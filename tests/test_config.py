@@ -21,7 +21,7 @@ from geofences import sign_envelope
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "deploy" / "gateway.toml"
-PLAN = ROOT / "edge_agent" / "demo_data" / "plan.json"
+PLAN = ROOT / "sealtrail" / "demo_data" / "plan.json"
 MINIMAL = """
 [gateway]
 id = "gw-test-01"

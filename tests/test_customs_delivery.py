@@ -1,6 +1,6 @@
 """Alerts to customs through a real Mosquitto running the deployed TLS + password + ACL config.
 
-Customs' side is the real receiver (edge_agent.customs: signature check against the gateway's
+Customs' side is the real receiver (customs: signature check against the gateway's
 trusted key, duplicates dropped by alert_id, SQLite store); a `Tap` also keeps every message in
 arrival order, which is what the ordering rule (no reading ahead of an earlier alert) is about.
 """
@@ -23,20 +23,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers.mosquitto import SecureBroker, make_test_ca, running_secure_mosquitto
 
+from customs.receive import Receiver
+from customs.store import Store
+from customs.trust import StaticTrust
+from customs.watch import Watcher
 from edge_agent.agent import Agent
-from edge_agent.customs.receive import Receiver
-from edge_agent.customs.store import Store
-from edge_agent.customs.trust import StaticTrust
-from edge_agent.customs.watch import Watcher
 from edge_agent.journal import Draft, Journal
 from edge_agent.keys import create_key, public_hex
 from edge_agent.sinks.customs_mqtt import CustomsMqttSink, DeliveryPolicy, anchor_receipt
-from edge_agent.sources.mqtt_seal import MqttSettings
 from edge_agent.sources.seal_auth import SealAuthenticator
 from edge_agent.sources.serial_seal import SerialSealSource
 from edge_agent.tail import JournalTail
 from firmware_sim.pty import PtyPair
 from firmware_sim.seal import SealMessage, compute_mac
+from sealtrail.mqtt import MqttSettings
 
 pytestmark = pytest.mark.integration
 GW = "gw-a"
@@ -284,7 +284,7 @@ from edge_agent.journal import Journal
 from edge_agent.keys import load_key
 from edge_agent.sinks.customs_mqtt import CustomsMqttSink, DeliveryPolicy
 from edge_agent.sinks.tls import client_context
-from edge_agent.sources.mqtt_seal import MqttSettings
+from sealtrail.mqtt import MqttSettings
 from edge_agent.tail import JournalTail
 
 async def main():

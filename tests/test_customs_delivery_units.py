@@ -21,8 +21,8 @@ from edge_agent.sinks.customs_mqtt import (
 )
 from edge_agent.sinks.pacing import Backoff, Progress, TokenBucket
 from edge_agent.sinks.tls import TlsConfigError, client_context
-from edge_agent.sources.mqtt_seal import MqttSettings
 from edge_agent.tail import JournalTail
+from sealtrail.mqtt import MqttSettings
 
 T0 = 1_790_000_000_000
 

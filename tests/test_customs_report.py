@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from edge_agent.cli import main
-from edge_agent.customs.receive import Receiver
-from edge_agent.customs.store import Store
-from edge_agent.customs.trust import StaticTrust
+from customs.receive import Receiver
+from customs.store import Store
+from customs.trust import StaticTrust
 from edge_agent.journal import Draft, Journal
 from edge_agent.keys import create_key, public_hex
 from geofences import open_envelope, sign_envelope
+from sealtrail.cli import main
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PLAN = "TIR-2026-0042"

@@ -5,7 +5,7 @@ alerts are appended as Drafts and their stored signed bytes are published with p
 the gateway's customs sink publishes them. Forgeries are made the way an attacker would: by
 editing those bytes, by signing with another key, by publishing on another gateway's topic.
 
-The first test runs the installed command (`python -m edge_agent.cli customs watch`) as a
+The first test runs the installed command (`python -m sealtrail.cli customs watch`) as a
 subprocess and reads what it shows on stdout; the others drive the Watcher in-process so they
 can stop and restart it, and the broker, at chosen points.
 """
@@ -29,17 +29,17 @@ import pytest
 from anvil_node import running
 from helpers.mosquitto import Broker, make_test_ca, running_mosquitto, running_secure_mosquitto
 
-from edge_agent.cli import main
-from edge_agent.customs.receive import Receiver
-from edge_agent.customs.store import Store
-from edge_agent.customs.trust import LedgerTrust, StaticTrust, TrustFile
-from edge_agent.customs.watch import Watcher
-from edge_agent.customs.webhook import WebhookForwarder
+from customs.receive import Receiver
+from customs.store import Store
+from customs.trust import LedgerTrust, StaticTrust, TrustFile
+from customs.watch import Watcher
+from customs.webhook import WebhookForwarder
 from edge_agent.journal import Draft, Journal
 from edge_agent.keys import create_key, public_from_hex, public_hex
-from edge_agent.sources.mqtt_seal import MqttSettings
 from ledger_client import chain
 from ledger_client.records import canonical, verify_signature
+from sealtrail.cli import main
+from sealtrail.mqtt import MqttSettings
 
 pytestmark = pytest.mark.integration
 T0 = 1_790_000_000_000
@@ -169,7 +169,7 @@ def test_watch_shows_verified_alerts_and_quarantines_everything_else(tmp_path: P
     ]
     with running_mosquitto(tmp_path) as broker:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "customs", "watch", "--broker", broker.host,
+            [sys.executable, "-m", "sealtrail.cli", "customs", "watch", "--broker", broker.host,
              "--port", str(broker.port), "--plain", "--trust", str(trust), "--db", str(db),
              "--client-id", "customs-test"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -215,7 +215,7 @@ def test_watch_shows_verified_alerts_and_quarantines_everything_else(tmp_path: P
     store.close()
 
     # nothing that failed shows up as an alert anywhere, including the listing command
-    listing = subprocess.run([sys.executable, "-m", "edge_agent.cli", "customs", "alerts",
+    listing = subprocess.run([sys.executable, "-m", "sealtrail.cli", "customs", "alerts",
                               "--db", str(db), "--json"], capture_output=True, text=True)
     assert [json.loads(x)["alert_id"] for x in listing.stdout.splitlines()] == [
         "gw-a-alert-1", "gw-a-alert-2"]
@@ -232,7 +232,7 @@ def test_watch_over_the_deployed_tls_broker_with_the_customs_account(tmp_path: P
     a1, b1 = a.alert(), b.alert()
     with running_secure_mosquitto(tmp_path, pki, users=("gw-a", "gw-b", "customs")) as broker:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "customs", "watch", "--broker", "127.0.0.1",
+            [sys.executable, "-m", "sealtrail.cli", "customs", "watch", "--broker", "127.0.0.1",
              "--port", str(broker.port), "--ca", str(pki / "ca.crt"), "--username", "customs",
              "--password-file", str(broker.conf_path.parent / "customs.secret"),
              "--trust", str(trust), "--db", str(tmp_path / "customs.db")],

@@ -2,7 +2,7 @@
 deploy, register, anchor through the agent's sink, status, evidence export, verify; then every
 way a verification must fail, each with its own exit code.
 
-Commands run in-process through `edge_agent.cli.main` (the parser and handlers the installed
+Commands run in-process through `sealtrail.cli.main` (the parser and handlers the installed
 `sealtrail` script runs); one run goes through a real subprocess to prove the entry point.
 """
 
@@ -21,12 +21,12 @@ from anvil_node import AnvilNode, running, write_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
-from edge_agent.cli import main
 from edge_agent.journal import Draft, Journal
 from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain
 from ledger_client.evmkey import load_account
+from sealtrail.cli import main
 
 pytestmark = pytest.mark.integration
 GW = "gw-cli-01"
@@ -218,7 +218,7 @@ def test_verify_one_alert_from_the_journal_and_a_record_with_its_proof(
     entry = next(r for r in json.loads(path.read_text())["records"] if r["seq"] == 12)
     (setup.tmp / "alert.json").write_text(entry["record"] + "\n")
     (setup.tmp / "proof.json").write_text(json.dumps(entry["proof"]))
-    argv = [sys.executable, "-m", "edge_agent.cli", "verify", "--record",
+    argv = [sys.executable, "-m", "sealtrail.cli", "verify", "--record",
             str(setup.tmp / "alert.json"), "--proof", str(setup.tmp / "proof.json"),
             *setup.rpc()]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)

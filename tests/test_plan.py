@@ -29,14 +29,14 @@ from geofences import (
 from geofences.envelope import signing_input
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_PLAN = ROOT / "edge_agent" / "demo_data" / "plan.json"
+DEMO_PLAN = ROOT / "sealtrail" / "demo_data" / "plan.json"
 PLAN_BYTES = DEMO_PLAN.read_bytes()
 PLAN_DOC = json.loads(PLAN_BYTES)
 
 
 def main(argv: list[str]) -> int:
     """`sealtrail ...` in process, through the real entry point."""
-    from edge_agent.cli import main as sealtrail
+    from sealtrail.cli import main as sealtrail
 
     return sealtrail(argv)
 
@@ -59,7 +59,7 @@ def test_demo_plan_matches_the_demo_route_and_corridor() -> None:
     assert plan.seal_ids == ("MSCU1234567", "TGHU7654321")
     assert plan.container_of("TGHU7654321") == "TGHU7654321" and plan.container_of("x") is None
     assert plan.digest == hashlib.sha256(PLAN_BYTES).hexdigest() and plan.payload == PLAN_BYTES
-    corridor = json.loads((ROOT / "edge_agent/demo_data/corridor.geojson").read_text())
+    corridor = json.loads((ROOT / "sealtrail/demo_data/corridor.geojson").read_text())
     line = corridor["features"][0]["geometry"]["coordinates"]
     assert plan.corridor.corridor_id == "corridor-mvd-01" and plan.corridor.width_m == 60
     assert [(lo / 1e7, la / 1e7) for la, lo in plan.corridor.vertices_e7] == [tuple(p)

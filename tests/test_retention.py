@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
-from edge_agent import cli
+from edge_agent import journal_cli
 from edge_agent.journal import Draft, Journal
 from edge_agent.keys import public_hex
 from edge_agent.ledger_cli import JournalFile, build_evidence, select
@@ -77,7 +77,7 @@ def _verify(path: Path) -> tuple[int, str]:
     import io
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli._journal_verify(Namespace(journal=path, public_key=None))
+        code = journal_cli._verify(Namespace(journal=path, public_key=None))
     return code, out.getvalue()
 
 
@@ -187,8 +187,8 @@ def test_journal_verify_catches_a_changed_or_deleted_kept_record(env) -> None:
 def test_an_export_over_a_pruned_range_says_what_it_could_not_include(env, capsys) -> None:
     import json
 
-    from edge_agent.cli import main
     from edge_agent.ledger_cli import unexported
+    from sealtrail.cli import main
 
     marks = _fill(env)
     p = env.retention(file_bytes(env.journal) // 3).run_once().pruned_through

@@ -21,11 +21,12 @@ from helpers.mosquitto import running_mosquitto
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Journal
-from edge_agent.sources.mqtt_seal import MqttSealSource, MqttSettings
+from edge_agent.sources.mqtt_seal import MqttSealSource
 from edge_agent.sources.seal_auth import SealAuthenticator
 from firmware_sim.fleet import Fleet, FleetOptions
 from firmware_sim.keystore import derive_key
 from firmware_sim.scenario import load_scenario
+from sealtrail.mqtt import MqttSettings
 
 pytestmark = pytest.mark.integration
 

@@ -42,11 +42,11 @@ from dataclasses import dataclass
 import aiomqtt
 
 from edge_agent.journal import Batch, Journal, Stored
-from edge_agent.ratelog import RateLimitedLog
 from edge_agent.sinks.mqtt_acks import AckedPublisher, PublishRefused
 from edge_agent.sinks.pacing import Backoff, Progress, TokenBucket
-from edge_agent.sources.mqtt_seal import MqttSettings
 from edge_agent.tail import JournalTail
+from sealtrail.mqtt import MqttSettings
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 ALERTS, READINGS, ANCHORS = "alerts", "readings", "anchors"

@@ -30,11 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edge_agent.journal import Journal, Stored
-from edge_agent.ratelog import RateLimitedLog
 from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.sinks.pacing import Backoff
 from edge_agent.sinks.tls import client_context
 from edge_agent.tail import JournalTail
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 CURSOR = "webhook"

@@ -31,11 +31,11 @@ from collections.abc import Callable
 
 from edge_agent.agent import Emit
 from edge_agent.journal import Draft
-from edge_agent.ratelog import RateLimitedLog
 from edge_agent.sources.framing import LineFramer
 from edge_agent.sources.gps_fix import GpsFix, NoFix
 from edge_agent.sources.gps_stream import GpsStream
 from edge_agent.sources.gpsd_decode import GpsdDecoder
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

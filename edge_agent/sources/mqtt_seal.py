@@ -8,7 +8,7 @@ redelivery from a replay. The broker's in-flight window (Mosquitto: 20 unacknowl
 per client) is what bounds how much we hold in memory: it sends no more until we acknowledge.
 
 aiomqtt does not expose manual acknowledgement yet (aiomqtt issue #345, PR #346), so we use
-its paho client for two calls, ``manual_ack_set`` and ``ack``; see ``_ManualAck``.
+its paho client for two calls, ``manual_ack_set`` and ``ack``; see ``sealtrail.mqtt.ManualAck``.
 """
 
 from __future__ import annotations
@@ -16,68 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 from collections import Counter
-from dataclasses import dataclass
 
 import aiomqtt
-import paho.mqtt.client as paho
 
 from edge_agent.agent import AfterCommit, Emit
-from edge_agent.ratelog import RateLimitedLog
 from edge_agent.sources.nmea_fields import Reject
 from edge_agent.sources.seal_auth import SealAuthenticator
 from edge_agent.sources.seal_codec import decode_json
+from sealtrail.mqtt import ManualAck, MqttSettings
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
-    host: str
-    port: int = 1883
-    client_id: str = "sealtrail-agent"
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
-    keepalive_s: int = 30
-    backoff_s: tuple[float, float] = (0.5, 30.0)
-
-
-class _ManualAck:
-    """What aiomqtt does not expose: manual acknowledgement, and the DUP flag of a message.
-
-    An ack is only valid on the connection that received the message (packet ids are per
-    session); after a reconnect the broker redelivers instead. DUP is set by the broker itself
-    when it re-sends a message to us (a publisher's DUP flag is not passed on, MQTT 3.1.1
-    section 3.3.1.1); with the packet id it tells a redelivery from a replay by a third party.
-    """
-
-    def __init__(self, client: aiomqtt.Client):
-        self._paho: paho.Client = client._client  # private: see the module docstring
-        self._paho.manual_ack_set(True)
-        self.generation = 0
-        self._dup_mids: set[int] = set()
-        deliver = self._paho.on_message
-
-        def on_message(c: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-            if message.dup:
-                self._dup_mids.add(message.mid)
-            if deliver is not None:
-                deliver(c, userdata, message)
-
-        self._paho.on_message = on_message
-
-    def redelivered(self, mid: int) -> bool:
-        if mid in self._dup_mids:
-            self._dup_mids.discard(mid)
-            return True
-        return False
-
-    def ack(self, mid: int, qos: int, generation: int) -> bool:
-        if generation != self.generation or qos == 0:
-            return False
-        return self._paho.ack(mid, qos) == paho.MQTT_ERR_SUCCESS
 
 
 class MqttSealSource:
@@ -103,7 +53,7 @@ class MqttSealSource:
             client = aiomqtt.Client(s.host, s.port, identifier=s.client_id, clean_session=False,
                                     username=s.username, password=s.password,
                                     tls_context=s.tls, keepalive=s.keepalive_s)
-            acker = _ManualAck(client)
+            acker = ManualAck(client)
             generation += 1
             acker.generation = generation
             try:
@@ -124,7 +74,7 @@ class MqttSealSource:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, s.backoff_s[1])
 
-    async def _handle(self, message: aiomqtt.Message, acker: _ManualAck, generation: int,
+    async def _handle(self, message: aiomqtt.Message, acker: ManualAck, generation: int,
                       emit: Emit) -> None:
         self.counts["messages"] += 1
         topic = message.topic.value

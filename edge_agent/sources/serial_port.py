@@ -29,8 +29,8 @@ import serial
 
 from edge_agent.agent import Emit, Item
 from edge_agent.journal import Draft
-from edge_agent.ratelog import RateLimitedLog
 from edge_agent.sources.framing import LineFramer
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 STABLE_S = 5.0

@@ -1,4 +1,4 @@
-"""`sealtrail customs ...`: the customs office's side of the alert stream.
+"""The handlers of `sealtrail customs ...` (their parsers are in ``customs.cli``).
 
 ``watch`` is the long-running receiver (a systemd service at the customs office), ``alerts``
 lists what it stored, ``recheck`` re-verifies quarantined messages once their trust problem is
@@ -22,14 +22,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.customs.receive import Outcome, Receiver
-from edge_agent.customs.report import build_report, degrees, utc
-from edge_agent.customs.store import AlertRow, Store, StoreError
-from edge_agent.customs.trust import LedgerTrust, Trust, TrustError, TrustFile
-from edge_agent.customs.watch import DEFAULT_CLIENT_ID, Watcher
-from edge_agent.customs.webhook import WebhookForwarder, alert_payload
-from edge_agent.sources.mqtt_seal import MqttSettings
+from customs.receive import Outcome, Receiver
+from customs.report import build_report, degrees, utc
+from customs.store import AlertRow, Store, StoreError
+from customs.trust import LedgerTrust, Trust, TrustError, TrustFile
+from customs.watch import Watcher
+from customs.webhook import WebhookForwarder, alert_payload
 from geofences import TransitPlan
+from sealtrail.mqtt import MqttSettings
 
 EXIT_USAGE, EXIT_UNREACHABLE = 2, 3
 Handler = Callable[[argparse.Namespace], int]
@@ -257,119 +257,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {args.html}: plan {args.plan}, {alerts} alert(s); open it in any browser "
           "(works offline)")
     return 0
-
-
-# --- parsers -----------------------------------------------------------------------------------
-
-def _trust_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("trusted gateway keys (one of)")
-    g.add_argument("--trust", type=Path, metavar="FILE",
-                   help='trust file: {"gateways": {"<gateway id>": "<public key hex>"}}; '
-                        "re-read when it changes")
-    g.add_argument("--rpc", metavar="URL", help="ledger JSON-RPC endpoint: keys and revocations "
-                                                "from the anchor registry")
-    g.add_argument("--contract", metavar="ADDR", default=os.environ.get("SEALTRAIL_CONTRACT"),
-                   help="anchor registry address (default $SEALTRAIL_CONTRACT)")
-    g.add_argument("--chain-id", type=int, metavar="N", help="refuse a node on another chain")
-    g.add_argument("--poa", action=argparse.BooleanOptionalAction, default=None,
-                   help="force the POA extra-data middleware (default: detected)")
-    g.add_argument("--trust-ttl", type=float, default=60.0, metavar="S",
-                   help="seconds a ledger answer is reused; a revocation takes effect within "
-                        "this (default 60)")
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    customs = subparsers.add_parser(
-        "customs", help="receive, verify and report gateway alerts (customs office side)",
-        description="The customs office's side: a receiver that verifies every alert's gateway "
-                    "signature before showing it, and offline trip reports.")
-    sub = customs.add_subparsers(dest="customs_command", metavar="ACTION", required=True)
-
-    p = sub.add_parser(
-        "watch", help="receive alerts from the broker, verify, store, show, forward",
-        description="Subscribe to sealtrail/v1/+/alerts, +/readings, +/status and +/plans "
-                    "(QoS 1, persistent session: what gateways publish while this receiver is "
-                    "down arrives when it is back). Each alert's signature is checked with the "
-                    "gateway key from --trust or the ledger registry (--rpc/--contract); "
-                    "verified alerts are stored in --db, printed one per line on stdout and "
-                    "POSTed to --webhook; duplicates (same alert_id) are dropped and counted. "
-                    "Anything that does not verify is quarantined in --db with its reason "
-                    "(logged on stderr), never shown as an alert. Stop with Ctrl-C or SIGTERM.")
-    g = p.add_argument_group("broker")
-    g.add_argument("--broker", required=True, metavar="HOST", help="MQTT broker host")
-    g.add_argument("--port", type=int, default=8883, help="broker port (default 8883, TLS)")
-    g.add_argument("--ca", type=Path, metavar="FILE",
-                   help="CA certificate of the broker (default: the system's CAs)")
-    g.add_argument("--cert", type=Path, metavar="FILE", help="client certificate (optional)")
-    g.add_argument("--key", type=Path, metavar="FILE", help="client certificate's key")
-    g.add_argument("--plain", action="store_true",
-                   help="no TLS: only for a broker on loopback in a lab or test")
-    g.add_argument("--username", default="customs", help="broker user (default customs)")
-    g.add_argument("--password-file", type=Path, metavar="FILE",
-                   help="file holding the broker password (mode 0600)")
-    g.add_argument("--client-id", default=DEFAULT_CLIENT_ID,
-                   help="MQTT client id; the broker keeps this id's queue while the receiver "
-                        f"is down, so keep it stable (default {DEFAULT_CLIENT_ID})")
-    g.add_argument("--backoff-min", type=float, default=0.5, metavar="S",
-                   help="first reconnect delay (doubles up to --backoff-max)")
-    g.add_argument("--backoff-max", type=float, default=30.0, metavar="S")
-    _trust_options(p)
-    p.add_argument("--db", type=Path, required=True, metavar="FILE",
-                   help="receiver database (SQLite; created if missing)")
-    p.add_argument("--webhook", metavar="URL",
-                   help="POST each verified alert as JSON here (retried until accepted)")
-    p.add_argument("--webhook-token-file", type=Path, metavar="FILE",
-                   help="bearer token for the webhook (mode 0600)")
-    p.add_argument("--recheck-s", type=float, default=60.0, metavar="S",
-                   help="re-verify quarantined 'unknown gateway' / 'trust unavailable' "
-                        "messages this often (default 60)")
-    p.add_argument("--json", action="store_true",
-                   help="print verified alerts as JSON lines (the webhook document)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.set_defaults(func=guarded("watch", cmd_watch))
-
-    p = sub.add_parser("alerts", help="list stored alerts (or quarantined messages)",
-                       description="Print the verified alerts in --db, oldest first, one line "
-                                   "each (or JSON lines); --quarantine lists what failed "
-                                   "verification, with the reason.")
-    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
-    p.add_argument("--plan", metavar="ID", help="only this plan's")
-    p.add_argument("--gateway", metavar="ID", help="only this gateway's")
-    p.add_argument("--quarantine", action="store_true", help="list quarantined messages")
-    p.add_argument("--json", action="store_true", help="JSON lines")
-    p.set_defaults(func=guarded("alerts", cmd_alerts))
-
-    p = sub.add_parser("recheck", help="re-verify quarantined messages after fixing trust",
-                       description="Messages quarantined because their gateway was unknown or "
-                                   "the ledger was unreachable are verified again with the "
-                                   "current trust; those that now verify become alerts.")
-    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
-    _trust_options(p)
-    p.set_defaults(func=guarded("recheck", cmd_recheck))
-
-    p = sub.add_parser(
-        "report", help="offline HTML trip report of one plan: map and alert table",
-        description="Write one self-contained HTML file (no network, no tile server): the "
-                    "plan's corridor and zones, the vehicle's verified track and a marker per "
-                    "alert, drawn in the plan's local metric projection, plus a table of the "
-                    "alerts with their verification status and of quarantined messages that "
-                    "claimed the plan. The plan comes from --plan-file (a signed envelope, "
-                    "checked against --customs-keys) or from the envelope the receiver saw on "
-                    "MQTT.")
-    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
-    p.add_argument("--plan", required=True, metavar="ID", help="plan id")
-    p.add_argument("--plan-file", type=Path, metavar="SIGNED.json",
-                   help="the plan's signed envelope (`sealtrail plan sign`)")
-    p.add_argument("--customs-keys", type=Path, metavar="FILE",
-                   help="customs public keys (hex, one per line) the plan must be signed by")
-    p.add_argument("--no-plan", action="store_true",
-                   help="draw the track and alerts without the plan's corridor and zones")
-    p.add_argument("--gateway", action="append", metavar="ID",
-                   help="also draw this gateway's track (default: the gateways that raised "
-                        "the plan's alerts); repeatable")
-    p.add_argument("--from-ms", type=int, metavar="T", help="track from (Unix ms; default: "
-                                                             "the plan's valid_from)")
-    p.add_argument("--to-ms", type=int, metavar="T", help="track until (Unix ms; default: the "
-                                                           "deadline or the last alert)")
-    p.add_argument("--html", type=Path, required=True, metavar="OUT", help="file to write")
-    p.set_defaults(func=guarded("report", cmd_report))

@@ -36,10 +36,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.customs.store import AlertRow, RecordRow, Store, now_ms
-from edge_agent.customs.trust import TRUST_UNAVAILABLE, UNKNOWN_GATEWAY, Trust, Untrusted
-from edge_agent.ratelog import RateLimitedLog
+from customs.store import AlertRow, RecordRow, Store, now_ms
+from customs.trust import TRUST_UNAVAILABLE, UNKNOWN_GATEWAY, Trust, Untrusted
 from ledger_client.records import RecordError, check_schema, parse, verify_signature
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -64,21 +64,6 @@ class DemoOptions:
     timeout_s: float = 110.0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = subparsers.add_parser(
-        "demo", help="run a simulated truck through the real agent and verify its alerts",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--workdir", type=Path, default=None,
-                      help="keep the key, journal and logs here (default: a temporary directory, "
-                           "removed at the end)")
-    demo.add_argument("--speed-mps", type=float, default=25.0,
-                      help="truck speed in m/s (default 25: the drive takes about 75 s)")
-    demo.add_argument("--rate-hz", type=float, default=10.0,
-                      help="GPS fixes per second (default 10)")
-    demo.add_argument("-v", "--verbose", action="store_true", help="log the agent's internals")
-    demo.set_defaults(func=run_demo_command)
-
-
 def run_demo_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -194,7 +179,7 @@ def _customs_plan(workdir: Path, journal: Journal) -> tuple[RulesEngine, Transit
     signed; then the gateway's rules engine, trusting only that key, loads the envelope."""
     customs = create_key(workdir / "customs.key")
     say(f"[setup] customs: new Ed25519 plan-signing key {public_hex(customs)[:16]}…")
-    doc = json.loads((resources.files("edge_agent") / "demo_data" / "plan.json").read_text())
+    doc = json.loads((resources.files("sealtrail") / "demo_data" / "plan.json").read_text())
     now = datetime.now(UTC).replace(microsecond=0)
     doc["valid_from"] = (now - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
     doc["deadline"] = (now + timedelta(hours=2)).isoformat().replace("+00:00", "Z")

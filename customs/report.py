@@ -28,8 +28,8 @@ from typing import Any
 import shapely
 from shapely import Geometry
 
-from edge_agent.customs.report_assets import CSP, ROLE_STYLES, SCRIPT, SEVERITY_COLOURS, STYLE
-from edge_agent.customs.store import AlertRow, QuarantineRow, Store, now_ms
+from customs.report_assets import CSP, ROLE_STYLES, SCRIPT, SEVERITY_COLOURS, STYLE
+from customs.store import AlertRow, QuarantineRow, Store, now_ms
 from geofences import LocalProjection, TransitPlan, Zone
 
 WIDTH = 1000.0

@@ -7,7 +7,7 @@ broker's config must allow for the longest outage customs plans for). Acknowledg
 and comes only after the message's database transaction has committed: a receiver killed between
 receiving and storing gets the message again from the broker. paho would acknowledge on receipt;
 aiomqtt does not expose manual acknowledgement, so its paho client is used for that one call, as
-in ``edge_agent.sources.mqtt_seal``.
+in ``sealtrail.mqtt``.
 
 Store and trust work (SQLite, a JSON-RPC call to the ledger on a cache miss) runs on one worker
 thread, so a slow ledger node never stalls the MQTT keepalive, and messages are still handled one
@@ -26,14 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 import aiomqtt
 import paho.mqtt.client as paho
 
-from edge_agent.customs.receive import SUBSCRIPTIONS, Outcome, Receiver
-from edge_agent.customs.webhook import WebhookForwarder
-from edge_agent.ratelog import RateLimitedLog
-from edge_agent.sources.mqtt_seal import MqttSettings
+from customs.receive import SUBSCRIPTIONS, Outcome, Receiver
+from customs.webhook import WebhookForwarder
+from sealtrail.mqtt import MqttSettings
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIENT_ID = "sealtrail-customs"
 
 
 class Watcher:

@@ -24,8 +24,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.customs.store import AlertRow, Store
-from edge_agent.ratelog import RateLimitedLog
+from customs.store import AlertRow, Store
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

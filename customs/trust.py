@@ -33,8 +33,8 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_agent.ratelog import RateLimitedLog
 from ledger_client.chain import AnchorRegistry, GatewayInfo
+from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
