@@ -23,19 +23,27 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger_client import boundedjson
+from sealtrail.errors import SealTrailError
+
 VERSION = 1
 GENESIS_PREV = "0" * 64
 KINDS = frozenset({"gps", "seal", "alert", "status"})
 MAX_SAFE_INT = 2**53 - 1
 FIELDS = ("v", "gw", "seq", "t_ms", "kind", "src", "body", "prev", "sig")
+MAX_RECORD_BYTES = 64 * 1024
+"""The largest record a gateway may sign (an alert with its evidence list is a few kB): what
+anyone receiving records refuses before parsing. ``RecordSigner`` refuses to sign more."""
 
 _encoder = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
 )
 
 
-class RecordError(ValueError):
+class RecordError(SealTrailError, ValueError):
     """A record that is malformed or does not verify; `seq` and `field` say where."""
+
+    exit_code = 2  # met by a command, it is a bad input file
 
     def __init__(self, message: str, *, seq: int | None = None, field: str | None = None):
         where = []
@@ -98,7 +106,11 @@ def sign_record(unsigned: dict[str, Any], key: Ed25519PrivateKey) -> tuple[dict[
     check_json_value(unsigned.get("body"))
     sig = key.sign(canonical(unsigned)).hex()
     record = dict(unsigned, sig=sig)
-    return record, canonical(record)
+    signed = canonical(record)
+    if len(signed) > MAX_RECORD_BYTES:
+        raise RecordError(f"{len(signed)} bytes: larger than a record may be "
+                          f"({MAX_RECORD_BYTES})", seq=unsigned.get("seq"))
+    return record, signed
 
 
 class RecordSigner:
@@ -123,7 +135,11 @@ class RecordSigner:
         head = (f'{{"body":{_body_json(body)},"gw":{self._gw},"kind":{_json_str(kind)},'
                 f'"prev":"{prev}","seq":{seq}')
         tail = f',"src":{_json_str(src)},"t_ms":{t_ms},"v":{VERSION}}}'
-        sig = self._key.sign((head + tail).encode()).hex()
+        unsigned = (head + tail).encode()
+        if len(unsigned) > MAX_RECORD_BYTES - 150:  # room for ',"sig":"<128 hex>"'
+            raise RecordError(f"{len(unsigned)} bytes: larger than a record may be "
+                              f"({MAX_RECORD_BYTES})", seq=seq)
+        sig = self._key.sign(unsigned).hex()
         return f'{head},"sig":"{sig}"{tail}'.encode()
 
 
@@ -176,17 +192,20 @@ def parse(signed: bytes) -> dict[str, Any]:
     Merkle leaf is over the bytes, so the bytes must be the one true form.
     """
     try:
-        record = json.loads(signed)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"not JSON: {exc}") from exc
+        record = boundedjson.loads(signed, max_bytes=MAX_RECORD_BYTES)
+    except boundedjson.JsonBoundError as exc:
+        raise RecordError(f"not a record: {exc}") from None
     if not isinstance(record, dict):
         raise RecordError("a record must be a JSON object")
     seq = record.get("seq") if isinstance(record.get("seq"), int) else None
     try:
         check_json_value(record, "record")
+        same = canonical(record) == signed
     except RecordError as exc:
         raise RecordError(str(exc), seq=seq) from exc
-    if canonical(record) != signed:
+    except UnicodeEncodeError:  # a lone surrogate (\ud800) has no UTF-8 form
+        raise RecordError("a string holds a lone surrogate (not valid Unicode)", seq=seq) from None
+    if not same:
         raise RecordError("bytes are not in canonical form", seq=seq)
     return record
 
