@@ -34,9 +34,9 @@ from merkle import measure as merkle_figures  # bench/merkle.py, beside this scr
 from web3 import Web3
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain, evidence
+from ledger_client.keys import public_hex
 from ledger_client.proof import AnchorRef
 from ledger_client.records import parse, verify_signature
 

@@ -39,7 +39,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.rules import RulesEngine
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.gps_stream import GpsStream
@@ -49,6 +48,7 @@ from edge_agent.sources.serial_seal import SealSentenceHandler
 from firmware_sim.nmea import SimFix, epoch_bytes
 from firmware_sim.route import Route
 from geofences import sign_envelope
+from ledger_client.keys import public_hex
 
 N = 20_000
 GROUP = 256  # what the agent commits at once under load (Agent.max_group is 512)

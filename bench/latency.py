@@ -92,7 +92,7 @@ def customs(conn: Connection, host: str, port: int, ca: str, password: str,
 
     import aiomqtt
 
-    from edge_agent.keys import public_from_hex
+    from ledger_client.keys import public_from_hex
     from ledger_client.records import check_schema, parse, verify_signature
 
     key = public_from_hex(pub_hex)
@@ -178,12 +178,12 @@ def agent(conn: Connection, workdir: str, gps_path: str, seal_path: str, host: s
     """The gateway process: the real agent with its serial sources and the customs sink."""
     from edge_agent.agent import Agent
     from edge_agent.journal import Journal
-    from edge_agent.keys import load_key
     from edge_agent.sinks.tls import client_context
     from edge_agent.sources.gps_filter import FixFilterParams
     from edge_agent.sources.seal_auth import SealAuthenticator
     from edge_agent.sources.serial_gps import SerialGpsSource
     from edge_agent.sources.serial_seal import SerialSealSource
+    from ledger_client.keys import load_key
     from sealtrail.mqtt import MqttSettings
 
     async def main() -> None:
@@ -244,7 +244,7 @@ def main() -> None:
 
     from helpers.mosquitto import make_test_ca, running_secure_mosquitto
 
-    from edge_agent.keys import create_key, public_hex
+    from ledger_client.keys import create_key, public_hex
 
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="sealtrail-latency-") as tmp:

@@ -31,6 +31,19 @@ def guarded(name: str, handler: str) -> Handler:
 
 # --- parsers -----------------------------------------------------------------------------------
 
+def _store_options(p: argparse.ArgumentParser, *, create: bool) -> None:
+    p.add_argument("--db", required=True, metavar="FILE|URL",
+                   help="the customs store: an SQLite file" + (" (created if missing)" if create
+                                                               else "") +
+                        ", or a postgresql://user@host/db URL")
+    if create:
+        p.add_argument("--quarantine-rows", type=int, default=1000, metavar="N",
+                       help="quarantined messages kept per gateway (default 1000); past this "
+                            "or --quarantine-mb they are counted and summarised, not kept")
+        p.add_argument("--quarantine-mb", type=float, default=8.0, metavar="MB",
+                       help="quarantined bytes kept per gateway (default 8)")
+
+
 def _trust_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("trusted gateway keys (one of)")
     g.add_argument("--trust", type=Path, metavar="FILE",
@@ -62,7 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     "down arrives when it is back). Each alert's signature is checked with the "
                     "gateway key from --trust or the ledger registry (--rpc/--contract); "
                     "verified alerts are stored in --db, printed one per line on stdout and "
-                    "POSTed to --webhook; duplicates (same alert_id) are dropped and counted. "
+                    "POSTed to --webhook; duplicates (same gateway and seq or alert_id) are "
+                    "dropped and counted. "
                     "Anything that does not verify is quarantined in --db with its reason "
                     "(logged on stderr), never shown as an alert. Stop with Ctrl-C or SIGTERM.")
     g = p.add_argument_group("broker")
@@ -85,8 +99,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     g.add_argument("--backoff-max", type=float, default=30.0, metavar="S",
                    help="longest reconnect delay (default 30)")
     _trust_options(p)
-    p.add_argument("--db", type=Path, required=True, metavar="FILE",
-                   help="receiver database (SQLite; created if missing)")
+    _store_options(p, create=True)
+    p.add_argument("--group", metavar="NAME",
+                   help="share the stream with the other receivers of this group (MQTT 5 "
+                        "shared subscription $share/NAME/...): each message goes to one of them")
+    p.add_argument("--service-key", type=Path, metavar="FILE",
+                   help="the customs service's Ed25519 key (`sealtrail keys init`): signs the "
+                        "acknowledgements that tell each gateway which alerts customs holds; "
+                        "without it gateways keep re-sending their alerts")
     p.add_argument("--webhook", metavar="URL",
                    help="POST each verified alert as JSON here (retried until accepted)")
     p.add_argument("--webhook-token-file", type=Path, metavar="FILE",
@@ -103,7 +123,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        description="Print the verified alerts in --db, oldest first, one line "
                                    "each (or JSON lines); --quarantine lists what failed "
                                    "verification, with the reason.")
-    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
+    _store_options(p, create=False)
     p.add_argument("--plan", metavar="ID", help="only this plan's")
     p.add_argument("--gateway", metavar="ID", help="only this gateway's")
     p.add_argument("--quarantine", action="store_true", help="list quarantined messages")
@@ -114,7 +134,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        description="Messages quarantined because their gateway was unknown or "
                                    "the ledger was unreachable are verified again with the "
                                    "current trust; those that now verify become alerts.")
-    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
+    _store_options(p, create=False)
     _trust_options(p)
     p.set_defaults(func=guarded("recheck", "cmd_recheck"))
 
@@ -127,7 +147,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     "claimed the plan. The plan comes from --plan-file (a signed envelope, "
                     "checked against --customs-keys) or from the envelope the receiver saw on "
                     "MQTT.")
-    p.add_argument("--db", type=Path, required=True, metavar="FILE", help="receiver database")
+    _store_options(p, create=False)
     p.add_argument("--plan", required=True, metavar="ID", help="plan id")
     p.add_argument("--plan-file", type=Path, metavar="SIGNED.json",
                    help="the plan's signed envelope (`sealtrail plan sign`)")

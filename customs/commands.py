@@ -24,35 +24,28 @@ from pathlib import Path
 
 from customs.receive import Outcome, Receiver
 from customs.report import build_report, degrees, utc
-from customs.store import AlertRow, Store, StoreError
-from customs.trust import LedgerTrust, Trust, TrustError, TrustFile
+from customs.store import AlertRow, Part, PlanEnvelope, Quota, Store, open_store
+from customs.trust import LedgerTrust, Trust, TrustFile
 from customs.watch import Watcher
 from customs.webhook import WebhookForwarder, alert_payload
 from geofences import TransitPlan
+from ledger_client.keys import load_key
+from sealtrail.errors import SealTrailError, Unreachable, UsageError
 from sealtrail.mqtt import MqttSettings
 
-EXIT_USAGE, EXIT_UNREACHABLE = 2, 3
 Handler = Callable[[argparse.Namespace], int]
 
 
-class UsageError(ValueError):
-    """Bad input: exit 2 with this message."""
-
-
-class Unreachable(Exception):
-    """The ledger node did not answer: exit 3."""
-
-
 def guarded(name: str, handler: Handler) -> Handler:
+    """Errors are SealTrailErrors (one line and an exit code, printed by the `sealtrail`
+    command's last-resort handler); a bad value met in an option is a UsageError."""
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (UsageError, TrustError, StoreError, ValueError) as exc:
-            print(f"sealtrail customs {name}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except Unreachable as exc:
-            print(f"sealtrail customs {name}: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
+        except ValueError as exc:
+            if isinstance(exc, SealTrailError):
+                raise
+            raise UsageError(str(exc)) from None
     return run
 
 
@@ -72,10 +65,12 @@ def read_secret(path: Path, what: str) -> str:
     return secret
 
 
-def open_store(path: Path, *, create: bool) -> Store:
-    if not create and not path.exists():
-        raise UsageError(f"{path}: no such database (made by `sealtrail customs watch --db`)")
-    return Store(path)
+def store_of(args: argparse.Namespace, *, create: bool) -> Store:
+    """The store named by --db: an SQLite file path, or a postgresql:// URL."""
+    default = Quota()
+    quota = Quota(rows=getattr(args, "quarantine_rows", default.rows),
+                  bytes=int(getattr(args, "quarantine_mb", default.bytes / 2**20) * 2**20))
+    return open_store(args.db, quota=quota, create=create)
 
 
 def make_trust(args: argparse.Namespace) -> Trust:
@@ -115,7 +110,8 @@ def alert_line(row: AlertRow) -> str:
     plan = f" plan={row.plan_id}" if row.plan_id else ""
     where = "no fix" if row.lat_e7 is None else f"at {degrees(row.lat_e7, row.lon_e7)}"
     return (f"ALERT {utc(row.t_ms)} {row.severity.upper():8} {row.type} gw={row.gw} "
-            f"seq={row.seq}{plan} {where} id={row.alert_id} [{row.status}]")
+            f"seq={row.seq}{plan} {where} id={row.alert_id} [verified]"
+            + ("" if row.state == "open" else f" {row.state}"))
 
 
 def show(outcome: Outcome, as_json: bool) -> None:
@@ -139,11 +135,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = MqttSettings(args.broker, args.port, client_id=args.client_id,
                             username=args.username, password=password, tls=tls_context(args),
                             backoff_s=(args.backoff_min, args.backoff_max))
-    store = open_store(args.db, create=True)
+    store = store_of(args, create=True)
     receiver = Receiver(store, trust, forward=args.webhook is not None)
     webhook = WebhookForwarder(store, args.webhook, token=token) if args.webhook else None
+    service_key = load_key(args.service_key) if args.service_key else None
     watcher = Watcher(settings, receiver, on_outcome=lambda o: show(o, args.json),
-                      webhook=webhook, recheck_s=args.recheck_s)
+                      webhook=webhook, recheck_s=args.recheck_s, group=args.group,
+                      service_key=service_key)
     logging.getLogger(__name__).info("trusting %s; database %s", trust.describe(), args.db)
 
     async def main() -> None:
@@ -161,8 +159,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         quarantined = {k.removeprefix("quarantined_"): v for k, v in sorted(c.items())
                        if k.startswith("quarantined_")}
         print(f"stopped: {c['alerts']} alerts, {c['duplicates']} duplicates dropped, "
-              f"{c['quarantined']} quarantined {quarantined or ''}, {c['readings']} readings, "
-              f"{watcher.connections} connections", file=sys.stderr)
+              f"{c['quarantined']} quarantined {quarantined or ''}, {c['overflowed']} over "
+              f"quota, {c['readings']} readings, {watcher.connections} connections, "
+              f"{watcher.acks_sent} acknowledgements", file=sys.stderr)
         if webhook is not None:
             print(f"webhook: {webhook.sent} sent, {webhook.rejected} rejected, "
                   f"{webhook.failures} failed attempts", file=sys.stderr)
@@ -170,7 +169,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    store = open_store(args.db, create=False)
+    store = store_of(args, create=False)
     try:
         if args.quarantine:
             for q in store.quarantined(plan_id=args.plan):
@@ -190,7 +189,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_recheck(args: argparse.Namespace) -> int:
     trust = make_trust(args)
-    store = open_store(args.db, create=False)
+    store = store_of(args, create=False)
     try:
         receiver = Receiver(store, trust, forward=False)
         outcomes = receiver.recheck()
@@ -233,12 +232,12 @@ def load_plan(args: argparse.Namespace, store: Store) -> tuple[TransitPlan | Non
     if plan.plan_id != args.plan:
         raise UsageError(f"{source} holds plan {plan.plan_id!r}, not {args.plan!r}")
     if args.plan_file is not None:
-        store.put_plan(args.plan, envelope, source)
+        store.write([Part(plans=[PlanEnvelope(args.plan, envelope, source)])])
     return plan, f"Source: {source}."
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    store = open_store(args.db, create=False)
+    store = store_of(args, create=False)
     try:
         plan, note = load_plan(args, store)
         page = build_report(store, args.plan, plan, gateways=args.gateway or (),

@@ -1,77 +1,81 @@
-"""What the customs receiver does with one MQTT message: verify, deduplicate, store or quarantine.
+"""What the customs receiver does with messages: verify, then store or quarantine, never crash.
 
-Kept apart from the MQTT loop (``watch``) so the trust decisions are tested without a broker
-and so ``customs recheck`` re-runs exactly the same checks on quarantined messages.
+Every gateway is a possible adversary of customs and of the other gateways. So each payload is
+bounded before it is parsed (``limits``; records through ``ledger_client.boundedjson``), every
+field that is shown or indexed is checked, and every message ends as stored records or a
+quarantine row (charged to the topic's gateway, within its quota). A message that still makes
+the checks fail is quarantined as ``internal_error``; one the database refuses is isolated from
+its group and quarantined too. Only a store that is down makes a group wait (``StoreUnavailable``
+propagates, the messages stay unacknowledged and come again).
 
 A message becomes an alert only if every check passes, in this order (the first failure is the
-quarantine reason, so each kind of bad message gets its own reason):
+quarantine reason):
 
+``oversize``         larger than its topic allows (alerts 64 kB, readings and plans 1 MB)
 ``malformed``        not a canonical signed SealTrail record (garbage, truncated, re-encoded)
-``wrong_topic``      the record's ``gw`` is not the gateway in the topic: a gateway may publish
-                     only its own records, and the broker's ACL is not the only line of defence
+``wrong_topic``      the record's ``gw`` is not the gateway in the topic
 ``wrong_kind``       a reading on the alerts topic, or an alert on the readings topic
-``unknown_gateway``  no trusted key for that gateway (trust file / ledger registry)
-``revoked_gateway``  the ledger says the gateway was revoked
-``trust_unavailable`` the ledger node cannot be reached and the key was never fetched: re-checked
-                     later, never accepted unverified
-``tampered``         the signature fails and the record carries the signature of a verified
-                     record we hold (same seq or alert_id) with other content: an altered copy
-``bad_signature``    the signature fails with the trusted key, and there is nothing to compare
-                     with: altered after signing, or signed with another key (a re-keyed gateway
-                     that was not re-registered); the evidence export tells the two apart
-``bad_alert``        signed correctly, but the body is not a usable alert (no alert_id, ...)
-``internal_error``   the receiver hit a bug on this message (logged with its traceback)
+``unknown_gateway`` / ``revoked_gateway`` / ``trust_unavailable``   no usable trusted key
+``tampered``         bad signature, carrying the signature of a verified record held for that
+                     gateway (same seq or alert id) over other content: an altered copy
+``bad_signature``    bad signature, nothing to compare with (altered, or another key)
+``bad_alert``        signed, but the body is not a usable alert (id, type, severity, position)
+``conflicting_seq``  signed, but the gateway already signed other content under this seq
+``malformed_status`` / ``malformed_anchor`` / ``malformed_plan``   an unsigned status, anchor
+                     receipt or plan message that is not one
+``internal_error``   the receiver (or the database) failed on this message
 
-Duplicates are decided after verification: a forged copy of a known alert must be quarantined as
-tampered, not dropped as a duplicate.
+Duplicates are decided per gateway, after verification: ``(gw, seq)`` for every record,
+``(gw, alert_id)`` for alerts. One gateway's messages can never hide another's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import sqlite3
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from customs.store import AlertRow, RecordRow, Store, now_ms
-from customs.trust import TRUST_UNAVAILABLE, UNKNOWN_GATEWAY, Trust, Untrusted
-from ledger_client.records import RecordError, check_schema, parse, verify_signature
+from customs.checks import (
+    Limits,
+    alert_row,
+    anchor_claim,
+    bounded_status,
+    check_record,
+    plan_id_of,
+    position,
+)
+from customs.store import (
+    AlertRow,
+    Part,
+    PlanEnvelope,
+    RecordRow,
+    Rejection,
+    SqlStore,
+    StoreDataError,
+    StoreUnavailable,
+    WriteResult,
+    now_ms,
+)
+from customs.trust import TRUST_UNAVAILABLE, UNKNOWN_GATEWAY, Trust
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 TOPIC_ROOT = "sealtrail/v1"
-SUBSCRIPTIONS = tuple(f"{TOPIC_ROOT}/+/{leaf}" for leaf in ("alerts", "readings", "status",
-                                                            "plans"))
+LEAVES = ("alerts", "readings", "status", "anchors", "plans")
+SUBSCRIPTIONS = tuple(f"{TOPIC_ROOT}/+/{leaf}" for leaf in LEAVES)
 TRANSIENT = frozenset({TRUST_UNAVAILABLE, UNKNOWN_GATEWAY})
 """Reasons that may go away on their own (a node back up, a gateway registered late)."""
-SEVERITIES = ("info", "warning", "critical")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    reason: str
-    detail: str
-    gw: str | None = None
-    seq: int | None = None
-    alert_id: str | None = None
-    plan_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to (part of) a message; ``kind`` says which fields are set.
-
-    kind: "alert" (new verified alert), "duplicate", "quarantined", "readings" (``count`` new
-    verified readings), "status" (gateway ``gw`` now ``state``, was ``previous``), "plan",
-    "ignored".
-    """
+    """What a write did, for display: ``kind`` alert | duplicate | quarantined | readings |
+    status | plan | overflow."""
 
     kind: str
-    topic: str
     alert: AlertRow | None = None
     rejection: Rejection | None = None
     count: int = 0
@@ -83,110 +87,159 @@ class Outcome:
 def split_topic(topic: str) -> tuple[str, str] | None:
     """(gateway id, leaf) of ``sealtrail/v1/<gw>/<leaf>``, None for anything else."""
     parts = topic.split("/")
-    if len(parts) != 4 or "/".join(parts[:2]) != TOPIC_ROOT or not parts[2]:
+    if len(parts) != 4 or parts[0] != "sealtrail" or parts[1] != "v1" or not parts[2]:
         return None
     return parts[2], parts[3]
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
-def _position(obj: Any) -> tuple[int | None, int | None]:
-    """(lat_e7, lon_e7) of a gps body or an alert's position, (None, None) when absent or not
-    a place on Earth (a report must not scale its map to a bogus point)."""
-    if not isinstance(obj, dict):
-        return None, None
-    lat, lon = _int_or_none(obj.get("lat_e7")), _int_or_none(obj.get("lon_e7"))
-    if lat is None or lon is None or abs(lat) > 900_000_000 or abs(lon) > 1_800_000_000:
-        return None, None
-    return lat, lon
+def outcomes(result: WriteResult) -> list[Outcome]:
+    out = [Outcome("alert", alert=a) for a in result.new_alerts]
+    out += [Outcome("duplicate", alert=a) for a in result.duplicate_alerts]
+    out += [Outcome("quarantined", rejection=r) for r in result.quarantined]
+    out += [Outcome("status", gw=g, state=s, previous=p) for g, s, p in result.status_changes]
+    out += [Outcome("plan")] * result.plans
+    if result.new_records:
+        out.append(Outcome("readings", count=result.new_records))
+    if result.overflowed:
+        out.append(Outcome("overflow", count=result.overflowed))
+    return out
 
 
 class Receiver:
-    """Verify and file messages into a Store; ``forward`` queues new alerts for the webhook."""
+    """Verify and file messages into a store; ``forward`` queues new alerts for the webhook."""
 
-    def __init__(self, store: Store, trust: Trust, *, forward: bool = False):
+    def __init__(self, store: SqlStore, trust: Trust, *, forward: bool = False,
+                 limits: Limits | None = None):
         self.store = store
         self.trust = trust
         self.forward = forward
+        self.limits = limits or Limits()
         self.counts: Counter[str] = Counter()
         self._ratelog = RateLimitedLog(log)
 
-    # -- entry point -------------------------------------------------------------------------
+    # -- entry points ----------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> list[Outcome]:
-        """File one message. A database error propagates (the message is then not
-        acknowledged and comes again); any other error is a bug met on hostile input, and the
-        message is quarantined as ``internal_error`` so it cannot crash the receiver forever."""
-        self.counts["messages"] += 1
+        """One message, in its own transaction (imports, tests, tools)."""
+        return outcomes(self.handle_batch([(topic, payload)]))
+
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> WriteResult:
+        """Check every message, then store the group in one transaction. A message the store
+        refuses is isolated and quarantined; StoreUnavailable propagates (nothing written)."""
+        parts = [self._check_guarded(topic, payload) for topic, payload in messages]
         try:
-            return self._dispatch(topic, payload)
-        except sqlite3.Error:
+            result = self.store.write(parts, forward=self.forward)
+        except StoreDataError:
+            result = self._write_one_by_one(messages, parts)
+        self._count(len(messages), result)
+        return result
+
+    def _check_guarded(self, topic: str, payload: bytes) -> Part:
+        try:
+            return self.check(topic, payload)
+        except StoreUnavailable:
             raise
         except Exception as exc:
             log.exception("internal error on a message on %s; quarantined", topic)
-            return [self._quarantine(topic, payload, Rejection(
-                "internal_error", f"{type(exc).__name__}: {exc}"))]
+            return Part(rejections=[self.reject(topic, payload, "internal_error",
+                                                    f"{type(exc).__name__}: {exc}"[:500])])
 
-    def _dispatch(self, topic: str, payload: bytes) -> list[Outcome]:
+    def _write_one_by_one(self, messages: Sequence[tuple[str, bytes]],
+                          parts: Sequence[Part]) -> WriteResult:
+        result = WriteResult()
+        for (topic, payload), part in zip(messages, parts, strict=True):
+            try:
+                result.merge(self.store.write([part], forward=self.forward))
+                continue
+            except StoreDataError as exc:
+                detail = f"the store refused this message: {exc}"[:500]
+            log.error("the store refused a message on %s; quarantined as internal_error", topic)
+            rejection = self.reject(topic, payload[:self.limits.kept_oversize],
+                                        "internal_error", detail)
+            try:
+                result.merge(self.store.write([Part(rejections=[rejection])]))
+            except StoreDataError:
+                log.error("the store refused even the quarantine row of a message on %s; "
+                          "counted and dropped", topic)
+                self.counts["dropped_poison"] += 1
+        return result
+
+    def _count(self, messages: int, result: WriteResult) -> None:
+        c = self.counts
+        c["messages"] += messages
+        c["alerts"] += len(result.new_alerts)
+        c["duplicates"] += len(result.duplicate_alerts)
+        c["readings"] += result.new_records
+        c["readings_duplicate"] += result.duplicate_records
+        c["quarantined"] += len(result.quarantined)
+        c["overflowed"] += result.overflowed
+        for rej in result.quarantined:
+            c[f"quarantined_{rej.reason}"] += 1
+            self._ratelog.warning(f"quarantine {rej.reason}", "quarantined a message on %s: "
+                                  "%s: %s", rej.topic, rej.reason, rej.detail)
+        if result.overflowed:
+            self._ratelog.warning("quarantine quota", "%d message(s) over a gateway's "
+                                  "quarantine quota: counted and summarised, not kept",
+                                  result.overflowed)
+
+    # -- checks (no writes) ----------------------------------------------------------------------
+
+    def check(self, topic: str, payload: bytes) -> Part:
+        """Everything the module docstring lists, for one message; reads the store only to tell
+        an altered copy from a bad signature."""
         where = split_topic(topic)
-        if where is None:
-            self.counts["ignored"] += 1
-            return [Outcome("ignored", topic)]
+        if where is None or where[1] not in LEAVES:
+            return Part(rejections=[self.reject(topic, payload, "wrong_topic",
+                                                    "not a SealTrail topic")])
         gw, leaf = where
+        limit = self.limits.for_leaf(leaf)
+        if len(payload) > limit:
+            kept = payload[:self.limits.kept_oversize]
+            return Part(rejections=[self.reject(
+                topic, kept, "oversize", f"{len(payload)} bytes on {leaf}, the limit is "
+                f"{limit}; the first {len(kept)} kept", gw=gw)])
         if leaf == "alerts":
-            return [self._alert(topic, gw, payload)]
+            return self._alert(topic, gw, payload)
         if leaf == "readings":
             return self._readings(topic, gw, payload)
         if leaf == "status":
-            return [self._status(topic, gw, payload)]
-        if leaf == "plans":
-            return [self._plan(topic, gw, payload)]
-        self.counts["ignored"] += 1
-        return [Outcome("ignored", topic)]
-
-    # -- alerts ------------------------------------------------------------------------------
+            return self._status(topic, gw, payload)
+        if leaf == "anchors":
+            claim = anchor_claim(gw, payload, self.limits)
+            if isinstance(claim, str):
+                return Part(rejections=[self.reject(topic, payload, "malformed_anchor", claim,
+                                                    gw=gw)])
+            return Part(anchors=[claim])
+        return self._plan(topic, gw, payload)
 
     def check_alert(self, topic: str, gw: str, payload: bytes) -> AlertRow | Rejection:
-        """Every check of the module docstring; no side effect on the store."""
-        checked = self._check_record(topic, gw, payload, want_alert=True)
+        checked = check_record(self, topic, gw, payload, want_alert=True)
         if isinstance(checked, Rejection):
             return checked
         record, trust = checked
-        body = record["body"]
-        ids = dict(gw=record["gw"], seq=record["seq"])
-        alert_id, kind, severity = body.get("alert_id"), body.get("type"), body.get("severity")
-        for name, value in (("alert_id", alert_id), ("type", kind), ("severity", severity)):
-            if not isinstance(value, str) or not value:
-                return Rejection("bad_alert", f"{record['gw']} seq {record['seq']}: alert body "
-                                 f"has no usable {name!r}", **ids)
-        lat, lon = _position(body.get("position"))
-        plan_id = body.get("plan_id") if isinstance(body.get("plan_id"), str) else None
-        return AlertRow(alert_id, record["gw"], record["seq"], record["t_ms"], kind, severity,
-                        plan_id, lat, lon, "verified", trust, now_ms(), payload)
+        return alert_row(self, topic, gw, payload, record, trust)
 
-    def _alert(self, topic: str, gw: str, payload: bytes) -> Outcome:
+    def _alert(self, topic: str, gw: str, payload: bytes) -> Part:
         checked = self.check_alert(topic, gw, payload)
         if isinstance(checked, Rejection):
-            return self._quarantine(topic, payload, checked)
-        if self.store.add_alert(checked, forward=self.forward):
-            self.counts["alerts"] += 1
-            return Outcome("alert", topic, alert=checked)
-        self.counts["duplicates"] += 1
-        held = self.store.alert(checked.alert_id)
-        if held is not None and held.signed != checked.signed:
-            log.info("alert %s from %s seq %d repeats alert_id of %s seq %d (re-raised by the "
-                     "gateway); kept the first", checked.alert_id, checked.gw, checked.seq,
-                     held.gw, held.seq)
-        return Outcome("duplicate", topic, alert=checked)
+            return Part(rejections=[checked])
+        return Part(alerts=[checked])
 
-    # -- readings ----------------------------------------------------------------------------
+    def check_reading(self, topic: str, gw: str, line: bytes) -> RecordRow | Rejection:
+        checked = check_record(self, topic, gw, line, want_alert=False)
+        if isinstance(checked, Rejection):
+            return checked
+        record, _ = checked
+        lat = lon = None
+        if record["kind"] == "gps":
+            lat, lon = position(record["body"])
+        return RecordRow(record["gw"], record["seq"], record["t_ms"], record["kind"],
+                         record["src"], lat, lon, now_ms(), line)
 
-    def _readings(self, topic: str, gw: str, payload: bytes) -> list[Outcome]:
-        """JSON Lines of signed records: each line is verified (and quarantined) on its own."""
-        outcomes: list[Outcome] = []
-        good: list[RecordRow] = []
+    def _readings(self, topic: str, gw: str, payload: bytes) -> Part:
+        """JSON Lines of signed records: each line is verified (and quarantined) on its own;
+        a message of garbage is one quarantine row, not one per line."""
+        part = Part()
         malformed: list[str] = []
         for number, line in enumerate(payload.split(b"\n"), start=1):
             line = line.rstrip(b"\r")
@@ -194,160 +247,69 @@ class Receiver:
                 continue
             checked = self.check_reading(topic, gw, line)
             if isinstance(checked, RecordRow):
-                good.append(checked)
+                part.records.append(checked)
             elif checked.reason == "malformed":
                 malformed.append(f"line {number}: {checked.detail}")
             else:
-                outcomes.append(self._quarantine(topic, line, checked))
-        if malformed:  # one entry for a garbage message, not one per line of it
-            detail = f"{len(malformed)} malformed line(s); {malformed[0]}"
-            outcomes.append(self._quarantine(topic, payload, Rejection("malformed", detail)))
-        if good:
-            new = self.store.add_records(good)
-            self.counts["readings"] += new
-            self.counts["readings_duplicate"] += len(good) - new
-            outcomes.append(Outcome("readings", topic, count=new, gw=gw))
-        return outcomes
+                part.rejections.append(checked)
+        if malformed:
+            part.rejections.append(self.reject(
+                topic, payload, "malformed", f"{len(malformed)} malformed line(s); "
+                f"{malformed[0]}"[:500], gw=gw))
+        return part
 
-    def check_reading(self, topic: str, gw: str, line: bytes) -> RecordRow | Rejection:
-        checked = self._check_record(topic, gw, line, want_alert=False)
-        if isinstance(checked, Rejection):
-            return checked
-        record, _ = checked
-        body = record["body"]
-        lat, lon = _position(body) if record["kind"] == "gps" else (None, None)
-        return RecordRow(record["gw"], record["seq"], record["t_ms"], record["kind"],
-                         record["src"], lat, lon, now_ms(), line)
+    def _status(self, topic: str, gw: str, payload: bytes) -> Part:
+        status = bounded_status(gw, payload, self.limits)
+        if isinstance(status, str):
+            return Part(rejections=[self.reject(topic, payload, "malformed_status", status,
+                                                    gw=gw)])
+        return Part(statuses=[status])
 
-    # -- the checks shared by alerts and readings --------------------------------------------
+    def _plan(self, topic: str, gw: str, payload: bytes) -> Part:
+        """Keep the envelope customs published for this gateway; verified whenever used."""
+        plan_id = plan_id_of(payload, self.limits)
+        if plan_id is None:  # a fence bundle: nothing to report on
+            return Part()
+        if plan_id.startswith("!"):
+            return Part(rejections=[self.reject(topic, payload, "malformed_plan",
+                                                    plan_id[1:], gw=gw)])
+        return Part(plans=[PlanEnvelope(plan_id, payload, topic)])
 
-    def _check_record(self, topic: str, gw: str, payload: bytes,
-                      *, want_alert: bool) -> tuple[dict[str, Any], str] | Rejection:
-        try:
-            record = parse(payload)
-            check_schema(record)
-        except RecordError as exc:
-            return Rejection("malformed", f"not a signed SealTrail record: {exc}")
-        body = record["body"]
-        ids = dict(gw=record["gw"], seq=record["seq"],
-                   alert_id=body.get("alert_id") if isinstance(body.get("alert_id"), str)
-                   else None,
-                   plan_id=body.get("plan_id") if isinstance(body.get("plan_id"), str)
-                   else None)
-        name = f"{record['gw']} seq {record['seq']}"
-        if record["gw"] != gw:
-            return Rejection("wrong_topic", f"{name}: a record of gateway {record['gw']!r} "
-                             f"published on {topic} (gateways publish only their own)", **ids)
-        if want_alert and record["kind"] != "alert":
-            return Rejection("wrong_kind", f"{name}: a {record['kind']!r} record on the "
-                             "alerts topic", **ids)
-        if not want_alert and record["kind"] == "alert":
-            return Rejection("wrong_kind", f"{name}: an alert on the readings topic (alerts "
-                             "travel on .../alerts only)", **ids)
-        try:
-            key = self.trust.key_for(gw)
-        except Untrusted as exc:
-            return Rejection(exc.reason, f"{name}: {exc}", **ids)
-        try:
-            verify_signature(record, key.public_key)
-        except RecordError:
-            return self._signature_failure(record, payload, key.public_hex, key.source, ids)
-        return record, f"{key.source}, key {key.public_hex[:16]}…"
+    def reject(self, topic: str, payload: bytes, reason: str, detail: str,
+                   **ids: Any) -> Rejection:
+        where = split_topic(topic)
+        return Rejection(topic, reason, detail, payload, account=where[0] if where else "",
+                         **ids)
 
-    def _signature_failure(self, record: dict[str, Any], payload: bytes, pub_hex: str,
-                           source: str, ids: dict[str, Any]) -> Rejection:
-        """Tampered, or signed with another key? Only a record carrying the very signature of
-        a verified record we hold, with other content, is certainly an altered copy (a forger
-        cannot sign, so he keeps the signature); a gateway re-keyed without re-registration
-        reuses seqs but not signatures."""
-        name = f"{record['gw']} seq {record['seq']}"
-        candidates = [self.store.signed_at(record["gw"], record["seq"])]
-        if ids["alert_id"] is not None:
-            row = self.store.alert(ids["alert_id"])
-            candidates.append(row.signed if row is not None and row.gw == record["gw"] else None)
-        for held in candidates:
-            if held is not None and held != payload and json.loads(held)["sig"] == record["sig"]:
-                return Rejection("tampered", f"{name}: signature does not verify: this is an "
-                                 "altered copy of a verified record received before (same "
-                                 "signature, other content)", **ids)
-        return Rejection("bad_signature", f"{name}: signature does not verify with the key "
-                         f"trusted for {record['gw']} ({pub_hex[:16]}…, {source}): altered "
-                         "after signing, or signed with another key", **ids)
-
-    def _quarantine(self, topic: str, payload: bytes, rej: Rejection) -> Outcome:
-        self.store.quarantine(topic=topic, reason=rej.reason, detail=rej.detail,
-                              payload=payload, gw=rej.gw, seq=rej.seq, alert_id=rej.alert_id,
-                              plan_id=rej.plan_id)
-        self.counts["quarantined"] += 1
-        self.counts[f"quarantined_{rej.reason}"] += 1
-        self._ratelog.warning(f"quarantine {rej.reason}", "quarantined a message on %s: %s: %s",
-                              topic, rej.reason, rej.detail)
-        return Outcome("quarantined", topic, rejection=rej)
-
-    # -- status and plans (informational, unsigned) ------------------------------------------
-
-    def _status(self, topic: str, gw: str, payload: bytes) -> Outcome:
-        try:
-            doc = json.loads(payload)
-            state = doc["state"]
-            if doc.get("gw") != gw or state not in ("online", "offline"):
-                raise ValueError(f"gw {doc.get('gw')!r}, state {state!r}")
-        except (ValueError, KeyError, TypeError) as exc:
-            self.counts["status_ignored"] += 1
-            self._ratelog.warning("bad status", "ignored a status message on %s: %s", topic,
-                                  exc)
-            return Outcome("ignored", topic)
-        previous = self.store.set_gateway_status(
-            gw, state, _int_or_none(doc.get("t_ms")), _int_or_none(doc.get("head_seq")),
-            _int_or_none(doc.get("alerts_pending")))
-        self.counts["status"] += 1
-        return Outcome("status", topic, gw=gw, state=state, previous=previous)
-
-    def _plan(self, topic: str, gw: str, payload: bytes) -> Outcome:
-        """Keep the envelope customs published for this gateway; verified when it is used."""
-        try:
-            envelope = json.loads(payload)
-            if envelope.get("kind") != "plan":
-                return Outcome("ignored", topic)  # fence bundles: nothing to report on
-            plan_id = json.loads(envelope["payload"])["plan_id"]
-            if not isinstance(plan_id, str) or not plan_id:
-                raise ValueError("no plan_id")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._ratelog.warning("bad plan", "ignored a plan envelope on %s: %s", topic, exc)
-            return Outcome("ignored", topic)
-        self.store.put_plan(plan_id, payload, topic)
-        self.counts["plans"] += 1
-        return Outcome("plan", topic, gw=gw)
-
-    # -- re-verification ---------------------------------------------------------------------
+    # -- re-verification -------------------------------------------------------------------------
 
     def recheck(self, reasons: frozenset[str] = TRANSIENT) -> list[Outcome]:
-        """Re-verify quarantined messages whose reason may have gone away; release the ones
-        that now verify (stored as if they had just arrived). Others stay as they are."""
-        outcomes = []
-        for row in self.store.quarantined(reasons=reasons):
+        """Re-verify quarantined messages whose reason may have gone away; the ones that now
+        verify are stored as if they had just arrived, and released."""
+        found: list[Outcome] = []
+        for row in self.store.quarantined(reasons=reasons, limit=10_000):
             where = split_topic(row.topic)
             if where is None:
                 continue
             gw, leaf = where
+            part = Part(released=[row.id])
             if leaf == "alerts":
-                checked: AlertRow | RecordRow | Rejection = self.check_alert(
-                    row.topic, gw, row.payload)
+                checked: AlertRow | RecordRow | Rejection = self.check_alert(row.topic, gw,
+                                                                             row.payload)
+                if isinstance(checked, AlertRow):
+                    part.alerts.append(replace(
+                        checked, note=f"released from quarantine ({row.reason})"))
             elif leaf == "readings":
                 checked = self.check_reading(row.topic, gw, row.payload)
+                if isinstance(checked, RecordRow):
+                    part.records.append(checked)
             else:
                 continue
             if isinstance(checked, Rejection):
                 continue
-            if isinstance(checked, AlertRow):
-                note = f"released from quarantine ({row.reason})"
-                alert = dataclasses.replace(checked, note=note)
-                new = self.store.add_alert(alert, forward=self.forward)
-                outcomes.append(Outcome("alert" if new else "duplicate", row.topic, alert=alert))
-                self.counts["alerts" if new else "duplicates"] += 1
-            else:
-                self.counts["readings"] += self.store.add_records([checked])
-                outcomes.append(Outcome("readings", row.topic, count=1, gw=gw))
-            self.store.release(row.id)
+            result = self.store.write([part], forward=self.forward)
+            self._count(0, result)
             self.counts["released"] += 1
-        return outcomes
+            found += outcomes(result)
+        return found
+

@@ -156,7 +156,7 @@ def _marker_svg(frame: Frame, proj: Projector, index: int, alert: AlertRow) -> s
     cx, cy = frame.xy(*proj.xy(alert.lat_e7, alert.lon_e7))
     colour = SEVERITY_COLOURS.get(alert.severity, "#6a1b9a")
     title = (f"{alert.type} ({alert.severity}) at {utc(alert.t_ms)}\n{alert.gw} seq {alert.seq}"
-             f"\n{degrees(alert.lat_e7, alert.lon_e7)}\n{alert.status}: {alert.trust}")
+             f"\n{degrees(alert.lat_e7, alert.lon_e7)}\nverified: {alert.trust}")
     return (f'<g class="alert-marker severity-{esc(alert.severity)}" id="marker-{index}" '
             f'data-alert-id="{esc(alert.alert_id)}"><circle cx="{cx:.1f}" cy="{cy:.1f}" r="7" '
             f'fill="{colour}"/><text class="marker-label" x="{cx + 9:.1f}" y="{cy - 8:.1f}">'
@@ -172,8 +172,8 @@ def _alert_row(index: int, alert: AlertRow) -> str:
             f'<td class="sev-{esc(alert.severity)}">{esc(alert.severity)}</td>'
             f"<td>{esc(alert.gw)} seq {alert.seq}</td>"
             f"<td>{esc(degrees(alert.lat_e7, alert.lon_e7))}</td>"
-            f'<td class="verification verified" data-status="{esc(alert.status)}">'
-            f"{esc(alert.status)}<br><span class=small>{esc(alert.trust)}</span>{note}</td>"
+            f'<td class="verification verified" data-status="verified">'
+            f"verified<br><span class=small>{esc(alert.trust)}</span>{note}</td>"
             f"<td class=small>evidence seqs {esc(', '.join(map(str, evidence)) or '—')}"
             f"{'<br>' + esc(json.dumps(details, sort_keys=True)) if details else ''}</td>"
             f"<td class=small><code>{esc(alert.alert_id)}</code></td></tr>")
@@ -263,7 +263,7 @@ def build_report(store: Store, plan_id: str, plan: TransitPlan | None, *,
     data = {"plan_id": plan_id, "generated_ms": now_ms(),
             "alerts": [{"alert_id": a.alert_id, "gw": a.gw, "seq": a.seq, "t_ms": a.t_ms,
                         "type": a.type, "severity": a.severity, "lat_e7": a.lat_e7,
-                        "lon_e7": a.lon_e7, "status": a.status, "trust": a.trust,
+                        "lon_e7": a.lon_e7, "status": "verified", "trust": a.trust,
                         "record": a.signed.decode("utf-8")} for a in alerts],
             "quarantined": [{"reason": q.reason, "detail": q.detail, "topic": q.topic,
                              "received_ms": q.received_ms} for q in quarantined],

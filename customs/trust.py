@@ -29,12 +29,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger_client.chain import AnchorRegistry, GatewayInfo
+from sealtrail.errors import UsageError
 from sealtrail.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:  # web3: loaded by whoever builds the registry, not by every receiver
+    from ledger_client.chain import AnchorRegistry, GatewayInfo
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ REVOKED_GATEWAY = "revoked_gateway"
 TRUST_UNAVAILABLE = "trust_unavailable"
 
 
-class TrustError(ValueError):
+class TrustError(UsageError):
     """A trust file or ledger setting that cannot be used; the message names it and why."""
 
 
@@ -166,6 +169,7 @@ class TrustFile:
 class _Cached:
     info: GatewayInfo | None
     fetched: float
+    key: TrustedKey | None = None  # built once per answer: key objects cost a curve decode
 
 
 class LedgerTrust:
@@ -183,13 +187,13 @@ class LedgerTrust:
         self._lock = threading.Lock()
         self._ratelog = RateLimitedLog(log)
 
-    def _info(self, gateway_id: str) -> tuple[GatewayInfo | None, bool]:
+    def _info(self, gateway_id: str) -> tuple[_Cached, bool]:
         """(registration, stale?) from the cache or the node."""
         now = self.clock()
         with self._lock:
             cached = self._cache.get(gateway_id)
         if cached is not None and now - cached.fetched < self.ttl_s:
-            return cached.info, False
+            return cached, False
         try:
             info = self.registry.gateway(gateway_id)
         except Exception as exc:  # web3 raises many types for a node that is down or odd
@@ -199,21 +203,27 @@ class LedgerTrust:
                 raise Untrusted(TRUST_UNAVAILABLE, f"gateway {gateway_id!r}: the ledger node "
                                 f"cannot be reached ({type(exc).__name__}) and its key was "
                                 "never looked up before") from None
-            return cached.info, True
+            return cached, True
+        entry = _Cached(info, now)
         with self._lock:
-            self._cache[gateway_id] = _Cached(info, now)
-        return info, False
+            self._cache[gateway_id] = entry
+        return entry, False
 
     def key_for(self, gateway_id: str) -> TrustedKey:
-        info, stale = self._info(gateway_id)
+        entry, stale = self._info(gateway_id)
+        info = entry.info
         if info is None:
             raise Untrusted(UNKNOWN_GATEWAY, f"gateway {gateway_id!r} is not registered on "
                                              f"{self.source}")
         if info.revoked:
             raise Untrusted(REVOKED_GATEWAY, f"gateway {gateway_id!r} was revoked at block "
                                              f"{info.revoked_at} on {self.source}")
-        source = self.source + (" (cached answer: node unreachable)" if stale else "")
-        return _key(gateway_id, info.pubkey.hex(), source)
+        if stale:
+            return _key(gateway_id, info.pubkey.hex(),
+                        self.source + " (cached answer: node unreachable)")
+        if entry.key is None:
+            entry.key = _key(gateway_id, info.pubkey.hex(), self.source)
+        return entry.key
 
     def describe(self) -> str:
         return f"{self.source} (answers cached {self.ttl_s:g}s)"

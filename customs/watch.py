@@ -1,17 +1,23 @@
-"""The customs receiver's MQTT side: subscribe, hand each message to the Receiver, acknowledge.
+"""The customs receiver's MQTT side: take messages in groups, verify and store each group in
+one transaction, acknowledge them to the gateway (signed) and to the broker, in that order.
 
-Nothing may be lost across a receiver restart, so the session is persistent (fixed client id,
-``clean_session=False``) and every subscription is QoS 1: while the receiver is down the broker
-queues what gateways publish (Mosquitto: up to ``max_queued_messages`` per client, so the
-broker's config must allow for the longest outage customs plans for). Acknowledgement is manual
-and comes only after the message's database transaction has committed: a receiver killed between
-receiving and storing gets the message again from the broker. paho would acknowledge on receipt;
-aiomqtt does not expose manual acknowledgement, so its paho client is used for that one call, as
-in ``sealtrail.mqtt``.
+Nothing may be lost across a receiver restart: the session is persistent (fixed client id, MQTT
+5 clean start off, a long session expiry) and every subscription is QoS 1, so the broker queues
+what gateways publish while the receiver is down. The broker is acknowledged (PUBACK, manual:
+``sealtrail.mqtt.ManualAck``) only after the group's transaction committed; a receiver killed in
+between gets the messages again, and the store's keys make the redelivery a counted duplicate.
 
-Store and trust work (SQLite, a JSON-RPC call to the ledger on a cache miss) runs on one worker
-thread, so a slow ledger node never stalls the MQTT keepalive, and messages are still handled one
-at a time, in order. A broker that goes away is retried with exponential backoff, forever.
+Several receivers share the stream with an MQTT 5 shared subscription (``group``:
+``$share/<group>/sealtrail/v1/+/alerts`` ...): the broker hands each message to one member.
+They may store a gateway's messages out of order; the store orders by the gateway's seq.
+
+After each commit, every gateway that had alerts in the group (new or again) is sent a signed
+acknowledgement (``ledger_client.acks``) of how far customs now holds its alerts without a gap,
+retained on ``sealtrail/v1/<gw>/acks``: the gateway keeps alerts pending until then.
+
+Store and trust work runs on one worker thread, so a slow ledger node or database never stalls
+the MQTT keepalive. A store that is down makes the group wait (retried with backoff, messages
+unacknowledged); a broker that goes away is reconnected with backoff, forever.
 """
 
 from __future__ import annotations
@@ -20,19 +26,28 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import aiomqtt
-import paho.mqtt.client as paho
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from customs.receive import SUBSCRIPTIONS, Outcome, Receiver
+from customs.receive import SUBSCRIPTIONS, Outcome, Receiver, outcomes
+from customs.store import StoreUnavailable, WriteResult
 from customs.webhook import WebhookForwarder
-from sealtrail.mqtt import MqttSettings
+from ledger_client.acks import make_ack
+from sealtrail.mqtt import ManualAck, MqttSettings, take_queued
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
+SESSION_EXPIRY_S = 7 * 24 * 3600
+"""How long the broker keeps a receiver's queue while it is away (MQTT 5 session expiry)."""
+MAX_GROUP = 500
+CHANGES_KEPT_MS = 24 * 3600 * 1000
 
 
 class Watcher:
@@ -40,15 +55,23 @@ class Watcher:
 
     def __init__(self, settings: MqttSettings, receiver: Receiver, *,
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 webhook: WebhookForwarder | None = None, recheck_s: float = 60.0):
+                 webhook: WebhookForwarder | None = None, recheck_s: float = 60.0,
+                 group: str | None = None, service_key: Ed25519PrivateKey | None = None,
+                 max_group: int = MAX_GROUP):
         self.settings = settings
         self.receiver = receiver
         self.on_outcome = on_outcome
         self.webhook = webhook
         self.recheck_s = recheck_s
+        self.service_key = service_key
+        self.max_group = max_group
+        self.topics = tuple(f"$share/{group}/{t}" if group else t for t in SUBSCRIPTIONS)
         self.connected = asyncio.Event()
         self.connections = 0
         self.disconnects = 0
+        self.groups = 0
+        self.acks_sent = 0
+        self.store_waits = 0
         self._changed = asyncio.Condition()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="customs-receiver")
         self._ratelog = RateLimitedLog(log)
@@ -59,7 +82,7 @@ class Watcher:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         tasks = [asyncio.create_task(self._mqtt(), name="customs-mqtt"),
-                 asyncio.create_task(self._recheck(), name="customs-recheck")]
+                 asyncio.create_task(self._housekeeping(), name="customs-recheck")]
         if self.webhook is not None:
             tasks.append(asyncio.create_task(self.webhook.run(), name="customs-webhook"))
         try:
@@ -81,34 +104,41 @@ class Watcher:
             self._executor.shutdown(wait=True)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-        """Return once ``predicate()`` holds, re-tested after each handled message."""
+        """Return once ``predicate()`` holds, re-tested after each stored group."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = SESSION_EXPIRY_S
+        connect.ReceiveMaximum = 65535  # what bounds in-flight is the broker's setting
+        return aiomqtt.Client(s.host, s.port, identifier=s.client_id,
+                              protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+                              properties=connect, username=s.username, password=s.password,
+                              tls_context=s.tls, keepalive=s.keepalive_s)
 
     async def _mqtt(self) -> None:
         s = self.settings
         delay = s.backoff_s[0]
         while True:
-            client = aiomqtt.Client(s.host, s.port, identifier=s.client_id, clean_session=False,
-                                    username=s.username, password=s.password,
-                                    tls_context=s.tls, keepalive=s.keepalive_s)
-            acker: paho.Client = client._client  # private: see the module docstring
-            acker.manual_ack_set(True)
+            client = self._client()
+            acker = ManualAck(client)
             try:
                 async with client:
-                    for topic in SUBSCRIPTIONS:
+                    for topic in self.topics:
                         await client.subscribe(topic, qos=1)
                     delay = s.backoff_s[0]
                     self.connections += 1
                     self.connected.set()
                     log.info("connected to %s as %s; subscribed to %s", self.name, s.client_id,
-                             ", ".join(SUBSCRIPTIONS))
+                             ", ".join(self.topics))
                     await self._notify()
-                    async for message in client.messages:
-                        await self._handle(message)
-                        if message.qos > 0:
-                            acker.ack(message.mid, message.qos)
-                        await self._notify()
+                    messages = client.messages
+                    while True:
+                        first = await anext(messages)
+                        group = [first, *take_queued(client, self.max_group - 1)]
+                        await self._settle(client, acker, group)
             except aiomqtt.MqttError as exc:
                 self.disconnects += 1
                 self._ratelog.warning("broker down", "broker %s: %s; reconnecting in %.1fs",
@@ -118,32 +148,70 @@ class Watcher:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, s.backoff_s[1])
 
-    async def _handle(self, message: aiomqtt.Message) -> None:
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        loop = asyncio.get_running_loop()
-        outcomes = await loop.run_in_executor(self._executor, self.receiver.handle,
-                                              message.topic.value, payload)
-        self._report(outcomes)
+    async def _settle(self, client: aiomqtt.Client, acker: ManualAck,
+                      group: list[aiomqtt.Message]) -> None:
+        items = [(m.topic.value, m.payload if isinstance(m.payload, bytes) else b"")
+                 for m in group]
+        result = await self._store(items)
+        await self._acknowledge(client, result)
+        for message in group:
+            acker.ack(message.mid, message.qos, acker.generation)
+        self.groups += 1
+        self._report(outcomes(result))
+        await self._notify()
 
-    def _report(self, outcomes: list[Outcome]) -> None:
-        if self.webhook is not None and any(o.kind == "alert" for o in outcomes):
+    async def _store(self, items: list[tuple[str, bytes]]) -> WriteResult:
+        """The group's transaction, retried while the store is unavailable (the MQTT
+        connection stays up meanwhile, so nothing is redelivered to another receiver)."""
+        loop = asyncio.get_running_loop()
+        delay = self.settings.backoff_s[0]
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, self.receiver.handle_batch,
+                                                  items)
+            except StoreUnavailable as exc:
+                self.store_waits += 1
+                self._ratelog.warning("store down", "store unavailable: %s; %d message(s) "
+                                      "held, retrying in %.1fs", exc, len(items), delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.settings.backoff_s[1])
+
+    async def _acknowledge(self, client: aiomqtt.Client, result: WriteResult) -> None:
+        if self.service_key is None or not result.frontiers:
+            return
+        now = time.time_ns() // 1_000_000
+        await asyncio.gather(*(
+            client.publish(f"sealtrail/v1/{gw}/acks", make_ack(self.service_key, gw, seq, now),
+                           qos=1, retain=True)
+            for gw, seq in sorted(result.frontiers.items())))
+        self.acks_sent += len(result.frontiers)
+
+    def _report(self, found: list[Outcome]) -> None:
+        if self.webhook is not None and any(o.kind == "alert" for o in found):
             self.webhook.wake()
         if self.on_outcome is not None:
-            for outcome in outcomes:
+            for outcome in found:
                 self.on_outcome(outcome)
 
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _recheck(self) -> None:
-        """Re-verify quarantined messages whose reason may have passed (ledger back up, gateway
-        registered since), at start and every ``recheck_s``."""
+    async def _housekeeping(self) -> None:
+        """At start and every ``recheck_s``: re-verify quarantined messages whose reason may
+        have passed (ledger back up, gateway registered since), forget old feed entries."""
         loop = asyncio.get_running_loop()
         while True:
-            outcomes = await loop.run_in_executor(self._executor, self.receiver.recheck)
-            if outcomes:
-                log.info("re-verified %d quarantined message(s)", len(outcomes))
-                self._report(outcomes)
+            try:
+                found = await loop.run_in_executor(self._executor, self.receiver.recheck)
+                await loop.run_in_executor(
+                    self._executor, self.receiver.store.prune_changes,
+                    time.time_ns() // 1_000_000 - CHANGES_KEPT_MS)
+            except StoreUnavailable as exc:
+                self._ratelog.warning("store down", "store unavailable: %s", exc)
+                found = []
+            if found:
+                log.info("re-verified %d quarantined message(s)", len(found))
+                self._report(found)
                 await self._notify()
             await asyncio.sleep(self.recheck_s)

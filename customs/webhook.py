@@ -40,7 +40,7 @@ def alert_payload(row: AlertRow) -> dict[str, Any]:
             "t_ms": row.t_ms, "type": row.type, "severity": row.severity,
             "plan_id": row.plan_id, "asset": body.get("asset"),
             "position": body.get("position"), "details": body.get("details"),
-            "verification": {"status": row.status, "trust": row.trust},
+            "verification": {"status": "verified", "trust": row.trust}, "state": row.state,
             "received_ms": row.received_ms, "signed": row.signed.decode("utf-8")}
 
 
@@ -82,8 +82,8 @@ class WebhookForwarder:
             for row in pending:
                 while True:
                     outcome, error = await asyncio.to_thread(self._post, row)
-                    await asyncio.to_thread(self.store.webhook_result, row.alert_id, outcome,
-                                            error)
+                    await asyncio.to_thread(self.store.webhook_result, row.gw, row.alert_id,
+                                            outcome, error)
                     if outcome != "pending":
                         break
                     self.failures += 1
@@ -105,7 +105,7 @@ class WebhookForwarder:
         """One attempt: ('sent' | 'pending' (retry) | 'rejected', error text)."""
         data = json.dumps(alert_payload(row)).encode("utf-8")
         headers = {"Content-Type": "application/json", "User-Agent": "sealtrail-customs",
-                   "Idempotency-Key": row.alert_id}
+                   "Idempotency-Key": f"{row.gw}/{row.alert_id}"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url, data, headers, method="POST")

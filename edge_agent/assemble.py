@@ -22,7 +22,6 @@ from typing import Any
 from edge_agent.agent import Agent, Consumer, Emit, Item, Source
 from edge_agent.config import Config, LedgerConfig, read_secret
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import load_key, public_hex
 from edge_agent.metrics import Watched
 from edge_agent.retention import Retention
 from edge_agent.sinks.anchor import AnchorConflict, AnchorSink, BatchPolicy
@@ -31,6 +30,7 @@ from edge_agent.sources.gnss_health import HealthParams
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.gps_stream import GpsStream
 from edge_agent.tail import JournalTail
+from ledger_client.keys import load_key, public_hex
 
 log = logging.getLogger(__name__)
 

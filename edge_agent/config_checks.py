@@ -92,14 +92,14 @@ def cross_checks(config: Config) -> list[Problem]:
 
 def file_checks(config: Config, warnings: list[str]) -> list[Problem]:
     """What the agent will open: present, parseable, private where secret."""
-    from edge_agent.keys import GatewayKeyError, load_key, public_hex
+    from ledger_client.keys import KeyFileError, load_key, public_hex
 
     problems: list[Problem] = []
     gw = config.gateway
     public = None
     try:
         public = public_hex(load_key(gw.key))
-    except GatewayKeyError as exc:
+    except KeyFileError as exc:
         problems.append(Problem("gateway.key", str(exc)))
     problems += _journal_checks(gw.id, gw.journal, public)
     if config.seals is not None:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.keys import public_hex
+from ledger_client.keys import public_hex
 from ledger_client.records import GENESIS_PREV, RecordSigner, record_hash
 
 SCHEMA = """

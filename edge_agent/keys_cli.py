@@ -13,7 +13,7 @@ DEFAULT_KEY = Path("/var/lib/sealtrail/gateway.key")
 
 
 def _init(args: argparse.Namespace) -> int:
-    from edge_agent.keys import create_key, public_hex
+    from ledger_client.keys import create_key, public_hex
 
     key = create_key(args.key)
     print(f"wrote {args.key} (mode 0600)")
@@ -24,7 +24,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from edge_agent.keys import load_key, public_hex
+    from ledger_client.keys import load_key, public_hex
 
     print(public_hex(load_key(args.key)))
     return 0

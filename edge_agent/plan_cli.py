@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_agent.keys import GatewayKeyError, load_key
 from geofences import (
     FENCES_FORMAT,
     PLAN_FORMAT,
@@ -41,6 +40,7 @@ from geofences import (
     sign_envelope,
 )
 from geofences.envelope import MALFORMED
+from ledger_client.keys import KeyFileError, load_key
 
 OK, BAD_SIGNATURE, BAD_INPUT = 0, 1, 2
 _FORMAT_KIND = {PLAN_FORMAT: "plan", FENCES_FORMAT: "fences"}
@@ -97,7 +97,7 @@ def _sign(args: argparse.Namespace) -> int:
     kind = _kind_of(payload, src, args.kind)
     try:
         key = load_key(args.key)
-    except GatewayKeyError as exc:
+    except KeyFileError as exc:
         raise _Fail(BAD_INPUT, f"customs key: {exc}") from None
     try:
         doc = _parse(kind, payload, str(src))  # refuse to sign what a gateway would refuse

@@ -255,6 +255,24 @@ def verify_signature(record: dict[str, Any], public_key: Ed25519PublicKey) -> No
                           seq=record.get("seq"), field="sig") from exc
 
 
+def verify_signed(signed: bytes, record: dict[str, Any], public_key: Ed25519PublicKey) -> None:
+    """``verify_signature`` for bytes that ``parse`` returned ``record`` from (so canonical),
+    without encoding the record again: the unsigned form is the signed bytes minus
+    ``,"sig":"<hex>"``. In canonical order ``sig`` comes after body, gw, kind, prev and seq and
+    before src, t_ms and v; nothing after it (a string, two integers) can hold that text with
+    bare quotes, so the last occurrence is the record's own. A receiver's hot path."""
+    sig = record["sig"]
+    marker = b',"sig":"' + sig.encode() + b'"'
+    at = signed.rfind(marker)
+    try:
+        if at < 0:
+            raise ValueError("no signature field")
+        public_key.verify(bytes.fromhex(sig), signed[:at] + signed[at + len(marker):])
+    except (InvalidSignature, ValueError) as exc:
+        raise RecordError("signature does not verify with the gateway key",
+                          seq=record.get("seq"), field="sig") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class ChainReport:
     """What a clean chain verification covered."""

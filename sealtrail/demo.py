@@ -36,7 +36,6 @@ from eth_account.signers.local import LocalAccount
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Journal
-from edge_agent.keys import create_key, public_hex
 from edge_agent.rules import RuleParams, RulesEngine
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from edge_agent.sinks.console import ConsoleSink
@@ -46,6 +45,7 @@ from edge_agent.sources.serial_gps import SerialGpsSource
 from edge_agent.sources.serial_seal import SerialSealSource
 from geofences import DeviationParams, TransitPlan, sign_envelope
 from ledger_client import chain
+from ledger_client.keys import create_key, public_hex
 from ledger_client.proof import AnchorRef, make_proof
 from ledger_client.verify import VerificationError, verify_record
 

@@ -63,3 +63,14 @@ class ManualAck:
         if generation != self.generation or qos == 0:
             return False
         return self._paho.ack(mid, qos) == paho.MQTT_ERR_SUCCESS
+
+
+def take_queued(client: aiomqtt.Client, limit: int) -> list[aiomqtt.Message]:
+    """Up to ``limit`` messages the client has already received, without waiting: what lets a
+    consumer take a backlog in groups (one commit per group) instead of one message at a time.
+    aiomqtt's iterator creates a task per message; its queue is private (see the docstring)."""
+    queue = client._queue  # private: see the module docstring
+    taken: list[aiomqtt.Message] = []
+    while len(taken) < limit and not queue.empty():
+        taken.append(queue.get_nowait())
+    return taken

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Journal
-from edge_agent.keys import public_hex
 from edge_agent.rules import RuleParams, RulesEngine
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gps_filter import FixFilterParams
@@ -24,6 +23,7 @@ from firmware_sim.nmea import SimFix, epoch_bytes
 from firmware_sim.pty import PtyPair
 from firmware_sim.route import Route
 from geofences import DeviationParams, load_corridor, sign_envelope
+from ledger_client.keys import public_hex
 from ledger_client.records import verify_chain
 from tests.helpers.rules_rig import plan_doc
 

@@ -29,9 +29,9 @@ from anvil_node import deploy_and_register, running, wait_for, write_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers.mosquitto import free_port, running_mosquitto
 
-from edge_agent.keys import create_key, public_hex
 from firmware_sim.seal import Seal, forge
 from geofences import sign_envelope
+from ledger_client.keys import create_key, public_hex
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from edge_agent.tail import JournalTail
 from ledger_client import chain
 from ledger_client.chain import ContractRevert
+from ledger_client.keys import public_hex
 from ledger_client.proof import BatchRoot, verify_log
 
 GW = "gw-anchor-test"

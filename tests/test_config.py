@@ -15,9 +15,9 @@ from eth_account import Account
 from edge_agent import agent_cli, config
 from edge_agent.config import ConfigError, load_config, parse_config
 from edge_agent.journal import Journal
-from edge_agent.keys import create_key, public_hex
 from edge_agent.tomlschema import dump
 from geofences import sign_envelope
+from ledger_client.keys import create_key, public_hex
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "deploy" / "gateway.toml"

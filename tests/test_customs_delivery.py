@@ -24,18 +24,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers.mosquitto import SecureBroker, make_test_ca, running_secure_mosquitto
 
 from customs.receive import Receiver
-from customs.store import Store
+from customs.store import Store, open_store
 from customs.trust import StaticTrust
 from customs.watch import Watcher
 from edge_agent.agent import Agent
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import create_key, public_hex
 from edge_agent.sinks.customs_mqtt import CustomsMqttSink, DeliveryPolicy, anchor_receipt
 from edge_agent.sources.seal_auth import SealAuthenticator
 from edge_agent.sources.serial_seal import SerialSealSource
 from edge_agent.tail import JournalTail
 from firmware_sim.pty import PtyPair
 from firmware_sim.seal import SealMessage, compute_mac
+from ledger_client.keys import create_key, public_hex
 from sealtrail.mqtt import MqttSettings
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def stored_alerts(store: Store) -> dict[str, bytes]:
 
 
 def stored_readings(store: Store) -> set[int]:
-    return {row.seq for row in store.records(GW)}
+    return {row.seq for row in store.records(GW) if row.kind != "alert"}
 
 
 class Tap:
@@ -167,12 +167,13 @@ def new_journal(path: Path, gw: str = GW) -> tuple[Journal, Ed25519PrivateKey]:
     return Journal(path, gateway_id=gw, key=key), key
 
 
-def receiver_for(path: Path, keys: dict[str, Ed25519PrivateKey]) -> Receiver:
-    return Receiver(Store(path), StaticTrust({gw: public_hex(k) for gw, k in keys.items()}))
+def receiver_for(target: str, keys: dict[str, Ed25519PrivateKey]) -> Receiver:
+    return Receiver(open_store(target),
+                    StaticTrust({gw: public_hex(k) for gw, k in keys.items()}))
 
 
 def test_customs_verifies_every_alert_reading_and_anchor_and_no_reading_overtakes_an_alert(
-        tmp_path: Path, pki: Path) -> None:
+        tmp_path: Path, pki: Path, store_target: str) -> None:
     journal, key = new_journal(tmp_path / "journal.db")
     journal.append(mixed(0, 600, 25))  # 24 alerts among 576 readings, before any connection
     journal.add_batch(1, 256, b"\x11" * 32, closed_ms=T0, reason="max_leaves", cursor="anchor")
@@ -181,7 +182,7 @@ def test_customs_verifies_every_alert_reading_and_anchor_and_no_reading_overtake
                          log_index=0)
     journal.add_batch(257, 100, b"\x44" * 32, closed_ms=T0, reason="max_leaves",
                       cursor="anchor")  # built, not anchored: no receipt yet
-    receiver = receiver_for(tmp_path / "customs.db", {GW: key})
+    receiver = receiver_for(store_target, {GW: key})
     plans: list[bytes] = []
 
     with running_secure_mosquitto(tmp_path, pki, users=(GW, "customs")) as broker:
@@ -211,7 +212,9 @@ def test_customs_verifies_every_alert_reading_and_anchor_and_no_reading_overtake
 
     assert stored_alerts(receiver.store) == alerts_of(journal)  # the journal's bytes exactly
     assert stored_readings(receiver.store) == readings_of(journal)
-    assert not receiver.store.counts()["quarantine"] and not receiver.counts["duplicates"]
+    # the stand-in plan ("plan-1") is not a signed envelope: customs files it, like any bytes
+    assert receiver.store.counts()["quarantine"] == {"malformed_plan": 1}
+    assert not receiver.counts["duplicates"]
     assert_no_reading_ahead_of_an_alert(tap.messages, {s.seq for s in journal.alerts_after(0)})
     batch = journal.batch(1)
     assert batch is not None and tap.on("anchors") == [anchor_receipt(batch)]
@@ -228,9 +231,9 @@ def test_customs_verifies_every_alert_reading_and_anchor_and_no_reading_overtake
 
 
 def test_a_broker_restart_mid_stream_loses_no_alert_and_no_reading(
-        tmp_path: Path, pki: Path) -> None:
+        tmp_path: Path, pki: Path, store_target: str) -> None:
     journal, key = new_journal(tmp_path / "journal.db")
-    receiver = receiver_for(tmp_path / "customs.db", {GW: key})
+    receiver = receiver_for(store_target, {GW: key})
 
     with running_secure_mosquitto(tmp_path, pki, users=(GW, "customs")) as broker:
         async def scenario() -> tuple[int, CustomsMqttSink, Watcher]:
@@ -281,7 +284,7 @@ def test_a_broker_restart_mid_stream_loses_no_alert_and_no_reading(
 CHILD = """
 import asyncio, os, sys
 from edge_agent.journal import Journal
-from edge_agent.keys import load_key
+from ledger_client.keys import load_key
 from edge_agent.sinks.customs_mqtt import CustomsMqttSink, DeliveryPolicy
 from edge_agent.sinks.tls import client_context
 from sealtrail.mqtt import MqttSettings
@@ -305,13 +308,13 @@ asyncio.run(main())
 
 
 def test_a_gateway_killed_after_puback_resends_and_customs_drops_the_duplicates(
-        tmp_path: Path, pki: Path) -> None:
+        tmp_path: Path, pki: Path, store_target: str) -> None:
     key_path = tmp_path / "gw.key"
     key = create_key(key_path)
     journal = Journal(tmp_path / "journal.db", gateway_id=GW, key=key)
     journal.append(mixed(0, 200, 10))  # 20 alerts
     alerts = alerts_of(journal)
-    receiver = receiver_for(tmp_path / "customs.db", {GW: key})
+    receiver = receiver_for(store_target, {GW: key})
 
     with running_secure_mosquitto(tmp_path, pki, users=(GW, "customs")) as broker:
         async def scenario() -> CustomsMqttSink:
@@ -332,14 +335,14 @@ def test_a_gateway_killed_after_puback_resends_and_customs_drops_the_duplicates(
                 child.kill()  # like a power cut: no goodbye, so the broker sends the last will
                 child.wait()
             assert journal.cursor("customs.alerts") == 0  # acknowledged, but not yet stored
-            await watcher.wait_until(lambda: receiver.store.gateways()[GW][0] == "offline")
+            await watcher.wait_until(lambda: receiver.store.gateways()[GW].state == "offline")
 
             tail = JournalTail(journal.head()[0])
             sink = CustomsMqttSink(journal, settings(broker, GW), policy=QUICK)  # booted again
             task = asyncio.create_task(sink.run(tail))
             await sink.wait_delivered(journal.head()[0], readings=True)
             await watcher.wait_until(lambda: receiver.counts["duplicates"] == len(alerts)
-                                     and receiver.store.gateways()[GW][0] == "online")
+                                     and receiver.store.gateways()[GW].state == "online")
             await stop(task)
             watching.set()
             await watch
@@ -355,10 +358,10 @@ def test_a_gateway_killed_after_puback_resends_and_customs_drops_the_duplicates(
 
 
 def test_a_gateway_using_another_gateways_identity_is_refused_and_skips_nothing(
-        tmp_path: Path, pki: Path) -> None:
+        tmp_path: Path, pki: Path, store_target: str) -> None:
     journal, key = new_journal(tmp_path / "journal.db", gw="gw-b")
     journal.append(mixed(0, 50, 10))
-    receiver = receiver_for(tmp_path / "customs.db", {"gw-b": key})
+    receiver = receiver_for(store_target, {"gw-b": key})
 
     with running_secure_mosquitto(tmp_path, pki, users=("gw-a", "gw-b", "customs")) as broker:
         async def scenario() -> tuple[CustomsMqttSink, Tap]:
@@ -390,11 +393,11 @@ def test_a_gateway_using_another_gateways_identity_is_refused_and_skips_nothing(
     # before the marker, nothing of gw-b's got through under gw-a's name
 
 
-def test_after_an_outage_the_backlog_drains_paced_alerts_first(tmp_path: Path,
-                                                                pki: Path) -> None:
+def test_after_an_outage_the_backlog_drains_paced_alerts_first(
+        tmp_path: Path, pki: Path, store_target: str) -> None:
     journal, key = new_journal(tmp_path / "journal.db")
     journal.append(mixed(0, 1200, 40))  # 30 alerts, 1,170 readings piled up while offline
-    receiver = receiver_for(tmp_path / "customs.db", {GW: key})
+    receiver = receiver_for(store_target, {GW: key})
     policy = DeliveryPolicy(window=4, max_rate=150.0, burst=4, readings_per_message=20,
                             housekeeping_s=0.05, readings_linger_s=0.02)
 
@@ -422,10 +425,10 @@ def test_after_an_outage_the_backlog_drains_paced_alerts_first(tmp_path: Path,
 
 
 def test_a_forged_seal_sentence_on_a_serial_port_reaches_customs_as_a_verified_alert(
-        tmp_path: Path, pki: Path) -> None:
+        tmp_path: Path, pki: Path, store_target: str) -> None:
     journal, key = new_journal(tmp_path / "journal.db")
     seal_key = bytes(range(32))
-    receiver = receiver_for(tmp_path / "customs.db", {GW: key})
+    receiver = receiver_for(store_target, {GW: key})
     forged = SealMessage("SEAL0001", 7, "C", 90, T0,
                          compute_mac(b"\x99" * 32, "SEAL0001", 7, "C", 90, T0))
 
@@ -448,6 +451,6 @@ def test_a_forged_seal_sentence_on_a_serial_port_reaches_customs_as_a_verified_a
         run(scenario())
 
     (row,) = receiver.store.alerts()
-    assert row.type == "sensorAuthFailure" and row.status == "verified"
+    assert row.type == "sensorAuthFailure" and row.trust.startswith("static trust")
     assert row.body["details"]["reason"] == "bad_mac"
     assert row.signed == journal.alerts_after(0)[0].signed

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from customs.receive import Receiver
-from customs.store import Store
+from customs.store import open_store
 from customs.trust import StaticTrust
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import create_key, public_hex
 from geofences import open_envelope, sign_envelope
+from ledger_client.keys import create_key, public_hex
 from sealtrail.cli import main
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -88,7 +88,7 @@ def alert(n: int, kind: str, severity: str, where: tuple[float, float] | None,
     return Draft(T0 + n * 60_000, "alert", "rules", body)
 
 
-def fill_database(tmp: Path) -> tuple[Path, list[bytes]]:
+def fill_database(tmp: Path, target: str) -> tuple[str, list[bytes]]:
     """A receiver database as `customs watch` leaves it after one trip."""
     gw_key = create_key(tmp / "gw.key")
     journal = Journal(tmp / "gw.db", gateway_id="gw-truck-7", key=gw_key)
@@ -114,8 +114,8 @@ def fill_database(tmp: Path) -> tuple[Path, list[bytes]]:
                        key=create_key(tmp / "impostor.key"))
     [forged] = impostor.append([alert(9, "geofenceExit", "info", START)])
 
-    db = tmp / "customs.db"
-    store = Store(db)
+    db = target
+    store = open_store(db)
     rx = Receiver(store, StaticTrust({"gw-truck-7": public_hex(gw_key)}, "trust file t.json"))
     rx.handle("sealtrail/v1/gw-truck-7/readings", b"\n".join(s.signed for s in stored))
     for a in alerts:
@@ -182,8 +182,8 @@ def chromium_dom(html_path: Path, tmp: Path) -> Dom:
                     reason="chromium is not installed (deploy/install.sh installs it: apt-get "
                            "install chromium); the report is checked in a real browser only")
 def test_report_opens_offline_in_chromium_with_map_and_alert_table(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db, alerts = fill_database(tmp_path)
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], store_target: str) -> None:
+    db, alerts = fill_database(tmp_path, store_target)
     customs_key = create_key(tmp_path / "customs.key")
     (tmp_path / "customs.pub").write_text(f"# customs office\n{public_hex(customs_key)}\n")
     envelope = sign_envelope("plan", plan_document(), customs_key)
@@ -191,7 +191,7 @@ def test_report_opens_offline_in_chromium_with_map_and_alert_table(
     plan = open_envelope(envelope, [bytes.fromhex(public_hex(customs_key))])
     out = tmp_path / "report.html"
 
-    code = main(["customs", "report", "--db", str(db), "--plan", PLAN, "--plan-file",
+    code = main(["customs", "report", "--db", db, "--plan", PLAN, "--plan-file",
                  str(tmp_path / "plan.signed.json"), "--customs-keys",
                  str(tmp_path / "customs.pub"), "--html", str(out)])
     assert code == 0, capsys.readouterr().err
@@ -256,12 +256,12 @@ def test_report_opens_offline_in_chromium_with_map_and_alert_table(
 
 
 def test_report_refuses_a_plan_not_signed_by_a_customs_key(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db, _ = fill_database(tmp_path)
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], store_target: str) -> None:
+    db, _ = fill_database(tmp_path, store_target)
     customs_key, stranger = create_key(tmp_path / "c.key"), create_key(tmp_path / "s.key")
     (tmp_path / "customs.pub").write_text(public_hex(customs_key) + "\n")
     (tmp_path / "plan.json").write_bytes(sign_envelope("plan", plan_document(), stranger))
-    argv = ["customs", "report", "--db", str(db), "--plan", PLAN, "--customs-keys",
+    argv = ["customs", "report", "--db", db, "--plan", PLAN, "--customs-keys",
             str(tmp_path / "customs.pub"), "--html", str(tmp_path / "r.html")]
     assert main([*argv, "--plan-file", str(tmp_path / "plan.json")]) == 2
     assert "signer" in capsys.readouterr().err.lower()
@@ -275,7 +275,7 @@ def test_report_refuses_a_plan_not_signed_by_a_customs_key(
 
     # the plan as customs published it on MQTT (retained, to the gateway) is kept by the
     # receiver and verified again when the report uses it
-    store = Store(db)
+    store = open_store(db)
     [kept] = Receiver(store, StaticTrust({})).handle(
         "sealtrail/v1/gw-truck-7/plans", sign_envelope("plan", plan_document(), customs_key))
     assert kept.kind == "plan"

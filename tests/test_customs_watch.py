@@ -30,13 +30,13 @@ from anvil_node import running
 from helpers.mosquitto import Broker, make_test_ca, running_mosquitto, running_secure_mosquitto
 
 from customs.receive import Receiver
-from customs.store import Store
+from customs.store import open_store
 from customs.trust import LedgerTrust, StaticTrust, TrustFile
 from customs.watch import Watcher
 from customs.webhook import WebhookForwarder
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import create_key, public_from_hex, public_hex
 from ledger_client import chain
+from ledger_client.keys import create_key, public_from_hex, public_hex
 from ledger_client.records import canonical, verify_signature
 from sealtrail.cli import main
 from sealtrail.mqtt import MqttSettings
@@ -144,12 +144,13 @@ class Lines:
         return self.lines
 
 
-def test_watch_shows_verified_alerts_and_quarantines_everything_else(tmp_path: Path) -> None:
+def test_watch_shows_verified_alerts_and_quarantines_everything_else(
+        tmp_path: Path, store_target: str) -> None:
     a, b = Gateway(tmp_path, "gw-a"), Gateway(tmp_path, "gw-b")
     stranger = Gateway(tmp_path, "gw-x")                       # not in the trust file
     impostor = Gateway(tmp_path, "gw-a", key_name="impostor")  # gw-a's id, another key
     trust = trust_file(tmp_path / "trust.json", {"gw-a": a.pub, "gw-b": b.pub})
-    db = tmp_path / "customs.db"
+    db = store_target
     fixes = a.fixes(5)
     a1 = a.alert()
     a2 = a.alert("sealOpened", "warning")
@@ -170,7 +171,7 @@ def test_watch_shows_verified_alerts_and_quarantines_everything_else(tmp_path: P
     with running_mosquitto(tmp_path) as broker:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sealtrail.cli", "customs", "watch", "--broker", broker.host,
-             "--port", str(broker.port), "--plain", "--trust", str(trust), "--db", str(db),
+             "--port", str(broker.port), "--plain", "--trust", str(trust), "--db", db,
              "--client-id", "customs-test"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -197,33 +198,34 @@ def test_watch_shows_verified_alerts_and_quarantines_everything_else(tmp_path: P
     stopped = next(line for line in err.lines if line.startswith("stopped:"))
     assert "2 alerts, 1 duplicates dropped, 6 quarantined" in stopped
 
-    store = Store(db)
+    store = open_store(db)
     assert [r.alert_id for r in store.alerts()] == ["gw-a-alert-1", "gw-a-alert-2"]
-    assert store.alert("gw-a-alert-1").signed == a1  # type: ignore[union-attr]
-    assert store.alert("gw-a-alert-1").duplicates == 1  # type: ignore[union-attr]
-    assert "trust file" in store.alert("gw-a-alert-1").trust  # type: ignore[union-attr]
+    assert store.alert("gw-a", "gw-a-alert-1").signed == a1  # type: ignore[union-attr]
+    assert store.alert("gw-a", "gw-a-alert-1").duplicates == 1  # type: ignore[union-attr]
+    assert "trust file" in store.alert("gw-a", "gw-a-alert-1").trust  # type: ignore[union-attr]
     assert len(store.records("gw-a", "gps")) == 5
     reasons = [(q.reason, q.gw) for q in store.quarantined()]
     assert reasons == [("tampered", "gw-a"), ("bad_signature", "gw-a"),
-                       ("unknown_gateway", "gw-x"), ("wrong_topic", "gw-b"),
-                       ("malformed", None), ("wrong_kind", "gw-a")]
+                       ("unknown_gateway", "gw-x"), ("wrong_topic", "gw-a"),
+                       ("malformed", "gw-a"), ("wrong_kind", "gw-a")]
     quarantined = store.quarantined()
     assert quarantined[0].payload == tamper(a1, severity="info")  # kept as evidence, verbatim
     assert "altered copy" in quarantined[0].detail
     assert "signed with another key" in quarantined[1].detail
-    assert store.gateways()["gw-a"][0] == "online"
+    assert store.gateways()["gw-a"].state == "online"
     store.close()
 
     # nothing that failed shows up as an alert anywhere, including the listing command
     listing = subprocess.run([sys.executable, "-m", "sealtrail.cli", "customs", "alerts",
-                              "--db", str(db), "--json"], capture_output=True, text=True)
+                              "--db", db, "--json"], capture_output=True, text=True)
     assert [json.loads(x)["alert_id"] for x in listing.stdout.splitlines()] == [
         "gw-a-alert-1", "gw-a-alert-2"]
     assert all(json.loads(x)["verification"]["status"] == "verified"
                for x in listing.stdout.splitlines())
 
 
-def test_watch_over_the_deployed_tls_broker_with_the_customs_account(tmp_path: Path) -> None:
+def test_watch_over_the_deployed_tls_broker_with_the_customs_account(
+        tmp_path: Path, store_target: str) -> None:
     """The command's --ca/--username/--password-file against deploy/mosquitto (TLS only,
     passwords, ACL); a gateway cannot even get a record onto another gateway's topic there."""
     a, b = Gateway(tmp_path, "gw-a"), Gateway(tmp_path, "gw-b")
@@ -235,7 +237,7 @@ def test_watch_over_the_deployed_tls_broker_with_the_customs_account(tmp_path: P
             [sys.executable, "-m", "sealtrail.cli", "customs", "watch", "--broker", "127.0.0.1",
              "--port", str(broker.port), "--ca", str(pki / "ca.crt"), "--username", "customs",
              "--password-file", str(broker.conf_path.parent / "customs.secret"),
-             "--trust", str(trust), "--db", str(tmp_path / "customs.db")],
+             "--trust", str(trust), "--db", store_target],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             out, err = Lines(proc.stdout), Lines(proc.stderr)
@@ -250,7 +252,7 @@ def test_watch_over_the_deployed_tls_broker_with_the_customs_account(tmp_path: P
     shown = [line for line in out.lines if line.startswith("ALERT")]
     assert [line.split("id=")[1] for line in shown] == ["gw-a-alert-1 [verified]",
                                                         "gw-b-alert-1 [verified]"]
-    store = Store(tmp_path / "customs.db")
+    store = open_store(store_target)
     assert store.counts()["quarantine"] == {}  # the forged one never reached customs
     store.close()
 
@@ -260,9 +262,9 @@ def test_watch_over_the_deployed_tls_broker_with_the_customs_account(tmp_path: P
 class Receiving:
     """One life of the receiver: a Watcher on its own task, over a shared database file."""
 
-    def __init__(self, broker: Broker, db: Path, trust: Any, *,
+    def __init__(self, broker: Broker, db: str, trust: Any, *,
                  webhook_url: str | None = None) -> None:
-        self.store = Store(db)
+        self.store = open_store(db)
         self.receiver = Receiver(self.store, trust, forward=webhook_url is not None)
         self.webhook = (WebhookForwarder(self.store, webhook_url, backoff_s=(0.05, 0.2))
                         if webhook_url else None)
@@ -285,10 +287,10 @@ class Receiving:
 
 
 def test_alerts_published_while_the_receiver_is_down_arrive_and_broker_restarts_are_survived(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_target: str) -> None:
     gw = Gateway(tmp_path, "gw-a")
     trust = StaticTrust({"gw-a": gw.pub})
-    db = tmp_path / "customs.db"
+    db = store_target
     alerts = [gw.alert() for _ in range(6)]
 
     with running_mosquitto(tmp_path) as broker:
@@ -317,7 +319,7 @@ def test_alerts_published_while_the_receiver_is_down_arrive_and_broker_restarts_
 
         asyncio.run(scenario())
 
-    store = Store(db)
+    store = open_store(db)
     assert [a.signed for a in store.alerts()] == alerts
     assert store.counts()["quarantine"] == {}
     store.close()
@@ -356,13 +358,13 @@ def webhook_server() -> Iterator[Any]:
 
 
 def test_verified_alerts_are_forwarded_to_the_webhook_once_each_in_order(
-        tmp_path: Path, webhook_server: Any) -> None:
+        tmp_path: Path, webhook_server: Any, store_target: str) -> None:
     gw, impostor = Gateway(tmp_path, "gw-a"), Gateway(tmp_path, "gw-a", key_name="other")
     alerts = [gw.alert(), gw.alert("sealTampered")]
     url = f"http://127.0.0.1:{webhook_server.server_port}/alerts"
     with running_mosquitto(tmp_path) as broker:
         async def scenario() -> None:
-            rx = Receiving(broker, tmp_path / "customs.db", StaticTrust({"gw-a": gw.pub}),
+            rx = Receiving(broker, store_target, StaticTrust({"gw-a": gw.pub}),
                            webhook_url=url)
             await rx.until(lambda: rx.watcher.connected.is_set())
             publish(broker, [(alerts_topic("gw-a"), alerts[0]),
@@ -372,7 +374,8 @@ def test_verified_alerts_are_forwarded_to_the_webhook_once_each_in_order(
             assert rx.webhook is not None
             await rx.webhook.wait_until(lambda: rx.webhook is not None and rx.webhook.sent == 2)
             assert rx.webhook.failures == 2  # the two 503s, retried
-            assert rx.store.webhook_states() == {"gw-a-alert-1": "sent", "gw-a-alert-2": "sent"}
+            assert rx.store.webhook_states() == {("gw-a", "gw-a-alert-1"): "sent",
+                                                 ("gw-a", "gw-a-alert-2"): "sent"}
             await rx.close()
 
         asyncio.run(scenario())
@@ -384,7 +387,7 @@ def test_verified_alerts_are_forwarded_to_the_webhook_once_each_in_order(
 
 
 def test_trust_from_the_ledger_registry_with_revocation_outage_and_recheck(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], store_target: str) -> None:
     gws = {name: Gateway(tmp_path, name) for name in ("gw-a", "gw-r", "gw-n", "gw-u")}
     with running(tmp_path) as node:
         customs = node.account()
@@ -393,7 +396,7 @@ def test_trust_from_the_ledger_registry_with_revocation_outage_and_recheck(
             registry.register_gateway(name, bytes.fromhex(gws[name].pub),
                                       node.account().address, customs)
         registry.revoke_gateway("gw-r", customs)
-        store = Store(tmp_path / "customs.db")
+        store = open_store(store_target)
         rx = Receiver(store, LedgerTrust(registry, ttl_s=0))
 
         def send(name: str) -> str:
@@ -407,14 +410,14 @@ def test_trust_from_the_ledger_registry_with_revocation_outage_and_recheck(
 
         node.stop()  # the node is down: a key seen before is still usable, a new one is not
         assert send("gw-a") == "alert"
-        assert "cached answer" in store.alert("gw-a-alert-2").trust  # type: ignore[union-attr]
+        assert "cached answer" in store.alert("gw-a", "gw-a-alert-2").trust  # type: ignore[union-attr]
         assert send("gw-n") == "trust_unavailable"
         node.start()
         registry.register_gateway("gw-u", bytes.fromhex(gws["gw-u"].pub),
                                   node.account().address, customs)
 
         # customs fixed the trust problems: the CLI re-verifies with the ledger registry
-        code = main(["customs", "recheck", "--db", str(store.path), "--rpc", node.url,
+        code = main(["customs", "recheck", "--db", store_target, "--rpc", node.url,
                      "--contract", registry.address])
         out = capsys.readouterr()
         assert code == 0, out.err
@@ -423,7 +426,8 @@ def test_trust_from_the_ledger_registry_with_revocation_outage_and_recheck(
         assert sorted(a.alert_id for a in store.alerts()) == [
             "gw-a-alert-1", "gw-a-alert-2", "gw-n-alert-1", "gw-u-alert-1"]
         assert [q.reason for q in store.quarantined()] == ["revoked_gateway"]
-        assert "released from quarantine" in (store.alert("gw-u-alert-1").note or "")  # type: ignore[union-attr]
+        released = store.alert("gw-u", "gw-u-alert-1")
+        assert released is not None and "released from quarantine" in (released.note or "")
         store.close()
 
 
@@ -451,11 +455,11 @@ def test_bad_trust_files_and_options_are_refused_with_a_clear_error(
 
 
 def test_trust_file_is_reloaded_when_it_changes_and_a_broken_edit_keeps_the_old_one(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_target: str) -> None:
     gw = Gateway(tmp_path, "gw-a")
     path = trust_file(tmp_path / "trust.json", {})
     trust = TrustFile(path)
-    store = Store(tmp_path / "c.db")
+    store = open_store(store_target)
     rx = Receiver(store, trust)
     [first] = rx.handle(alerts_topic("gw-a"), gw.alert())
     assert first.rejection is not None and first.rejection.reason == "unknown_gateway"
@@ -473,14 +477,14 @@ def test_trust_file_is_reloaded_when_it_changes_and_a_broken_edit_keeps_the_old_
 class CrashingReceiver(Receiver):
     """Dies (like a power cut) after receiving its first alert, before storing it."""
 
-    def handle(self, topic: str, payload: bytes) -> list[Any]:
-        if "/alerts" in topic:
+    def handle_batch(self, messages: Any) -> Any:
+        if any("/alerts" in topic for topic, _ in messages):
             raise RuntimeError("power cut")
-        return super().handle(topic, payload)
+        return super().handle_batch(messages)
 
 
 def test_an_alert_received_but_not_stored_before_a_crash_is_delivered_again(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_target: str) -> None:
     """The acknowledgement goes to the broker only after the alert is committed, so a receiver
     that dies in between gets it again from the broker when it comes back."""
     gw = Gateway(tmp_path, "gw-a")
@@ -488,7 +492,7 @@ def test_an_alert_received_but_not_stored_before_a_crash_is_delivered_again(
     alert = gw.alert()
     with running_mosquitto(tmp_path) as broker:
         async def scenario() -> None:
-            store = Store(tmp_path / "customs.db")
+            store = open_store(store_target)
             watcher = Watcher(MqttSettings(broker.host, broker.port, client_id="customs-1"),
                               CrashingReceiver(store, trust))
             stop = asyncio.Event()
@@ -500,7 +504,7 @@ def test_an_alert_received_but_not_stored_before_a_crash_is_delivered_again(
             assert store.alerts() == []
             store.close()
 
-            again = Receiving(broker, tmp_path / "customs.db", trust)
+            again = Receiving(broker, store_target, trust)
             await again.until(lambda: again.alert_ids() == ["gw-a-alert-1"])
             await again.close()
 
@@ -518,9 +522,9 @@ class BrokenTrust:
 
 
 def test_a_bug_met_on_a_message_quarantines_it_instead_of_stopping_the_receiver(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_target: str) -> None:
     gw = Gateway(tmp_path, "gw-a")
-    store = Store(tmp_path / "c.db")
+    store = open_store(store_target)
     rx = Receiver(store, BrokenTrust())
     [outcome] = rx.handle(alerts_topic("gw-a"), gw.alert())
     assert outcome.rejection is not None and outcome.rejection.reason == "internal_error"

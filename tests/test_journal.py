@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.journal import Draft, Journal, JournalError, Stored
-from edge_agent.keys import GatewayKeyError, create_key, load_key
+from ledger_client.keys import KeyFileError, create_key, load_key
 from ledger_client.merkle import ProofError, root
 from ledger_client.proof import BatchRoot, verify_log
 from ledger_client.records import (
@@ -174,11 +174,11 @@ def test_keys_init_is_private_and_never_overwrites(tmp_path) -> None:
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert load_key(path).public_key() == key.public_key()
     before = path.read_bytes()
-    with pytest.raises(GatewayKeyError, match="refusing to overwrite"):
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
         create_key(path)
     assert path.read_bytes() == before
     os.chmod(path, 0o644)
-    with pytest.raises(GatewayKeyError, match="too open"):
+    with pytest.raises(KeyFileError, match="too open"):
         load_key(path)
 
 

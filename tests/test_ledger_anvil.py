@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
 from edge_agent.journal import Batch, Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from edge_agent.tail import JournalTail
 from ledger_client.chain import LOG_WINDOW, AnchorRegistry
+from ledger_client.keys import public_hex
 from ledger_client.proof import AnchorRef, make_proof
 from ledger_client.verify import verify_record
 

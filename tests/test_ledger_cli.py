@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain
 from ledger_client.evmkey import load_account
+from ledger_client.keys import public_hex
 from sealtrail.cli import main
 
 pytestmark = pytest.mark.integration

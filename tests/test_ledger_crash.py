@@ -19,8 +19,8 @@ import pytest
 from anvil_node import AnvilNode, deploy_and_register, running, wait_for, write_key
 from web3 import Web3
 
-from edge_agent.keys import create_key, public_hex
 from ledger_client.chain import ANCHORED_TOPIC, gateway_key
+from ledger_client.keys import create_key, public_hex
 from ledger_client.merkle import MerkleTree
 from ledger_client.proof import BatchRoot, verify_log
 

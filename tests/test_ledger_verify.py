@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
-from edge_agent.keys import public_hex
 from ledger_client import chain
+from ledger_client.keys import public_hex
 from ledger_client.merkle import MerkleTree
 from ledger_client.proof import AnchorRef, make_proof
 from ledger_client.records import GENESIS_PREV, record_hash, sign_record

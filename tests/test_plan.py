@@ -13,7 +13,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_geofences_zones import collection, feature, point, square
 
-from edge_agent.keys import create_key, public_hex
 from geofences import (
     FenceBundle,
     GeofenceError,
@@ -27,6 +26,7 @@ from geofences import (
     sign_envelope,
 )
 from geofences.envelope import signing_input
+from ledger_client.keys import create_key, public_hex
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PLAN = ROOT / "sealtrail" / "demo_data" / "plan.json"

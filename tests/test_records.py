@@ -193,3 +193,25 @@ def test_a_cached_key_layout_gives_the_canonical_bytes_whatever_the_values(value
 def test_a_non_ascii_key_takes_the_checked_path_and_is_refused() -> None:
     with pytest.raises(RecordError, match="ASCII"):
         RecordSigner("gw", Ed25519PrivateKey.generate()).sign(1, 0, "gps", "s", {"é": 1}, "0" * 64)
+
+
+def test_verify_signed_agrees_with_verify_signature_on_good_and_altered_records() -> None:
+    """The receiver's fast path cuts the signature out of the bytes instead of re-encoding;
+    it must accept and refuse exactly what the plain check does, including a body that holds
+    the record's own signature text."""
+    from ledger_client.records import verify_signed
+
+    key = Ed25519PrivateKey.generate()
+    body = {"note": ',"sig":"', "n": 1}
+    record, signed = sign_record({"v": 1, "gw": "gw-1", "seq": 3, "t_ms": 5, "kind": "status",
+                                  "src": "x", "body": body, "prev": "0" * 64}, key)
+    verify_signed(signed, parse(signed), key.public_key())
+    nested = dict(record["body"], copy={"sig": record["sig"]})
+    _, signed2 = sign_record({**{k: v for k, v in record.items() if k != "sig"},
+                                    "body": nested}, key)
+    verify_signed(signed2, parse(signed2), key.public_key())
+    altered = signed.replace(b'"n":1', b'"n":2')
+    with pytest.raises(RecordError):
+        verify_signed(altered, parse(altered), key.public_key())
+    with pytest.raises(RecordError):
+        verify_signed(signed, parse(signed), Ed25519PrivateKey.generate().public_key())

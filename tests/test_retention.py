@@ -14,11 +14,11 @@ from eth_account import Account
 
 from edge_agent import journal_cli
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.ledger_cli import JournalFile, build_evidence, select
 from edge_agent.retention import Retention, file_bytes, stored_path
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain, evidence
+from ledger_client.keys import public_hex
 
 GW = "gw-retention-test"
 T0 = 1_790_000_000_000

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.rules import RulesEngine
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gps_filter import FixFilterParams
@@ -33,6 +32,7 @@ from firmware_sim.motion import Motion, Stop
 from firmware_sim.pty import PtyPair
 from firmware_sim.route import Route
 from geofences import sign_envelope
+from ledger_client.keys import public_hex
 from ledger_client.records import verify_chain
 from tests.helpers.rules_rig import plan_doc, seal, seal_key
 

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 
 from edge_agent.agent import Agent
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import load_key
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain
 from ledger_client.evmkey import load_account
+from ledger_client.keys import load_key
 
 GATEWAY_ID = "gw-crash"
 

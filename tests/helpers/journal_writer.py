@@ -10,7 +10,7 @@ import random
 import sys
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import load_key
+from ledger_client.keys import load_key
 
 
 def main() -> None:

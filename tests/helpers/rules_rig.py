@@ -20,7 +20,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.keys import public_hex
 from edge_agent.rules import RuleParams, RulesEngine
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.gps_stream import GpsStream
@@ -31,6 +30,7 @@ from firmware_sim.route import LonLat, load_linestring
 from firmware_sim.seal import Seal
 from firmware_sim.trace import TraceItem, point_along
 from geofences import sign_envelope
+from ledger_client.keys import public_hex
 
 ROOT = Path(__file__).resolve().parents[2]
 CORRIDOR_FILE = ROOT / "firmware_sim" / "scenarios" / "demo_corridor.geojson"

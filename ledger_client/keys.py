@@ -1,4 +1,5 @@
-"""The gateway's Ed25519 signing key: made on the device, never copied off it.
+"""Ed25519 signing key files: a gateway's (records), or the customs service's (plans,
+acknowledgements, the audit chain, credentials). Made where they are used, never copied off.
 
 The key file is PKCS#8 PEM, created with O_EXCL and mode 0600 so that `keys init` can never
 overwrite the identity a registered gateway signs with (a new key means re-registration by
@@ -17,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sealtrail.errors import SealTrailError
 
 
-class GatewayKeyError(SealTrailError):
+class KeyFileError(SealTrailError):
     """A key file that is missing, unsafe, or not an Ed25519 key (message says which)."""
+
+    exit_code = 1
 
 
 def create_key(path: str | Path) -> Ed25519PrivateKey:
@@ -34,8 +37,8 @@ def create_key(path: str | Path) -> Ed25519PrivateKey:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise GatewayKeyError(f"{path} already exists; refusing to overwrite a gateway key "
-                        "(move it away first if you really mean to re-key this gateway)") from None
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a signing key "
+                           "(move it away first if you really mean to re-key)") from None
     try:
         os.write(fd, pem)
         os.fsync(fd)
@@ -45,23 +48,23 @@ def create_key(path: str | Path) -> Ed25519PrivateKey:
 
 
 def load_key(path: str | Path) -> Ed25519PrivateKey:
-    """Read the gateway key, refusing one that group or others can read."""
+    """Read a key file, refusing one that group or others can read."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
-        raise GatewayKeyError(f"{path}: no gateway key here; "
-                              "create one with `sealtrail keys init`") from None
+        raise KeyFileError(f"{path}: no key here; create one with "
+                           f"`sealtrail keys init --key {path}`") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise GatewayKeyError(f"{path}: permissions {stat.filemode(mode)} are too open; "
-                        f"run `chmod 600 {path}`")
+        raise KeyFileError(f"{path}: permissions {stat.filemode(mode)} are too open; "
+                           f"run `chmod 600 {path}`")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except ValueError as exc:
-        raise GatewayKeyError(f"{path}: not a PEM private key ({exc})") from None
+        raise KeyFileError(f"{path}: not a PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise GatewayKeyError(f"{path}: not an Ed25519 key")
+        raise KeyFileError(f"{path}: not an Ed25519 key")
     return key
 
 
