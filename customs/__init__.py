@@ -1,0 +1,1 @@
+"""The customs office: receiver, store, console, audit chain and credentials."""
