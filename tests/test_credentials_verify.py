@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,5 +249,7 @@ def test_error_classes_have_distinct_documented_codes() -> None:
     assert len(set(codes)) == len(codes) and errors.EXIT_OK not in codes and 1 not in codes
     assert all(issubclass(cls, CredentialError) for cls in errors.ALL_ERRORS)
     module_doc = errors.__doc__ or ""
+    readme = (Path(errors.__file__).parent / "README.md").read_text()
     for cls in errors.ALL_ERRORS:
         assert re.search(rf"^\s*{cls.code}\s+{cls.__name__}\b", module_doc, re.M), cls
+        assert re.search(rf"\|\s*{cls.code}\s*\|\s*`{cls.__name__}`", readme), cls
