@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers.credentials import sample_alert_facts, sample_trip
 
 from customs.credentials.did import PinSet, did_web_document
-from customs.credentials.errors import CredentialError
+from customs.credentials.errors import CredentialError, InvalidSignature
 from customs.credentials.issue import issue, now_ms, sign
+from customs.credentials.jcs import loads
 from customs.credentials.keys import public_bytes
 from customs.credentials.loader import shipped
 from customs.credentials.multikey import did_key
@@ -150,6 +151,39 @@ def test_an_undefined_term_fails_safe_mode_expansion(tmp_path: Path, key: Ed2551
     unsigned["credentialSubject"]["cargoColour"] = "red"
     report = node_verify(tmp_path, sign(unsigned, key, issuer, at_ms=now_ms()))
     assert report["verified"] and report["expanded"] is False and not report["ok"], report
+
+
+def test_another_issuers_credential_with_floats_and_non_ascii_keys_verifies_in_ours(
+        tmp_path: Path) -> None:
+    # Signed by digitalbazaar's cryptosuite (tests/js/issue-vc.mjs): its JCS of ECMAScript
+    # numbers and UTF-16-ordered keys must be ours too, or the signature would not verify.
+    seed = Ed25519PrivateKey.generate()
+    seed_hex = seed.private_bytes_raw().hex()
+    unsigned = {
+        "@context": ["https://www.w3.org/ns/credentials/v2",
+                     {"@vocab": "https://example.org/vocab#"}],
+        "id": "urn:uuid:9a4c2f3e-0d7b-4c55-8f65-2b0e9a7d1c42",
+        "type": ["VerifiableCredential", "ForeignInspectionCredential"],
+        "validFrom": "2024-01-01T00:00:00Z",
+        "credentialSubject": {
+            "ratios": [0.1, 1e21, 1e-7, 123456789012345680000.0, -0.0, 5e-324, 2.5],
+            "peso_bruto_kg": 18250.75, "inspección": "sin novedad", "\U0001f600": "grin",
+            "\uffff": "last in code points, not in UTF-16", "note": "line\u2028sep",
+        },
+    }
+    (tmp_path / "unsigned.json").write_text(json.dumps(unsigned))
+    done = subprocess.run([NODE, str(JS / "issue-vc.mjs"), "--contexts", str(CONTEXTS),
+                           "--credential", str(tmp_path / "unsigned.json"), "--seed", seed_hex],
+                          capture_output=True, text=True, timeout=60, cwd=JS, check=True)
+    signed = loads(done.stdout)
+    issuer = did_key(public_bytes(seed))
+    assert signed["issuer"] == issuer and signed["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+    verified = verify_credential(signed, PinSet.of([issuer]), now_ms=now_ms())
+    assert verified.types[1] == "ForeignInspectionCredential"
+    changed = copy.deepcopy(signed)
+    changed["credentialSubject"]["ratios"][0] = 0.10000000000000002
+    with pytest.raises(InvalidSignature):
+        verify_credential(changed, PinSet.of([issuer]), now_ms=now_ms())
 
 
 def test_the_shipped_v2_context_is_the_npm_packages_byte_for_byte() -> None:
