@@ -169,8 +169,8 @@ def test_key_file_problems_name_the_file(capsys: pytest.CaptureFixture[str],
     code, _, err = run(capsys, "attest", "--facts", rig["facts"], "--issuer", mine, "--key",
                        raw, "-o", d / "raw.vc.json")
     assert code == 0, err
-    line = refused(capsys, 2, "did:key", *attest, "--key", raw)  # the key is not that DID's
-    assert "another key" in line
+    line = refused(capsys, 2, str(raw), *attest, "--key", raw)  # the key is not that DID's
+    assert "is a did:key of another key" in line
 
 
 def test_facts_and_pin_problems_name_the_file(capsys: pytest.CaptureFixture[str],

@@ -163,6 +163,14 @@ def _guard(name: str, handler: Handler) -> Handler:
     return run
 
 
+def _with_key(key_path: Path, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a signing step; a key that cannot sign for the issuer is blamed on its file."""
+    try:
+        return fn(*args, **kwargs)
+    except InputError as exc:
+        raise InputError(f"{key_path}: {exc.message}") from None
+
+
 def _status_make(args: argparse.Namespace) -> int:
     from customs.credentials.issue import now_ms, sign
     from customs.credentials.keys import load_signing_key
@@ -172,7 +180,8 @@ def _status_make(args: argparse.Namespace) -> int:
     at = now_ms()
     unsigned = list_credential(args.id, args.issuer, valid_from_ms=at - at % 1000,
                                purpose=args.purpose, length_bits=args.length)
-    write_json(args.output, sign(unsigned, key, args.issuer, at_ms=at), exclusive=True)
+    signed = _with_key(args.key, sign, unsigned, key, args.issuer, at_ms=at)
+    write_json(args.output, signed, exclusive=True)
     print(f"wrote {args.output}: {args.purpose} list {args.id}, {args.length} entries, "
           "none set; publish it at its id")
     return EXIT_OK
@@ -197,7 +206,7 @@ def _status_change(value: bool) -> Handler:
             raise StatusListError(f"{path}: {exc.message}") from None
         at = now_ms()
         changed = set_status(current, args.index, value, valid_from_ms=at - at % 1000)
-        write_json(path, sign(changed, key, issuer, at_ms=at))
+        write_json(path, _with_key(args.key, sign, changed, key, issuer, at_ms=at))
         word = "revoked" if value else "un-revoked"
         note = " (it already was)" if before == value else ""
         print(f"{word} index {args.index} in {path}{note}; re-signed, publish it again")
@@ -228,7 +237,8 @@ def _attest(args: argparse.Namespace) -> int:
             until = parse_datetime_stamp(args.valid_until)
         except ValueError as exc:
             raise InputError(f"--valid-until: {exc}") from None
-    credential = issue(facts, key, args.issuer, valid_until_ms=until, status=status)
+    credential = _with_key(args.key, issue, facts, key, args.issuer, valid_until_ms=until,
+                           status=status)
     write_json(args.output, credential)
     print(f"wrote {args.output}: {credential['type'][1]} {credential['id']}")
     return EXIT_OK
