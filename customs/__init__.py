@@ -1,5 +1,1 @@
-"""Customs side: the alert receiver (`sealtrail customs watch`) and trip reports.
-
-See README.md here: trust (trust file or ledger registry), store (SQLite), receive (the checks),
-watch (MQTT), webhook (forwarding), report (offline HTML), cli.
-"""
+"""The customs office: receiver, store, console, audit chain and credentials (see README.md)."""

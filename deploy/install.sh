@@ -12,7 +12,10 @@
 #         chromium (the customs trip report is opened in headless Chromium by its test;
 #         installed without recommends, which would pull in printing and desktop services)
 #   npm:  solc (solcjs, rebuilds the anchor contract to check the committed artifact),
-#         @foundry-rs/anvil (the local EVM node the ledger integration tests drive)
+#         @foundry-rs/anvil (the local EVM node the ledger integration tests drive),
+#         and, project-local in tests/js/node_modules (`npm ci` from the committed
+#         tests/js/package-lock.json, never global), digitalbazaar's VC libraries: the
+#         independent verifier tests/test_credentials_node.py runs against our credentials
 #   pip:  this package with its test extras, editable, into ./.venv
 # Re-running it is safe: present things are left alone.
 set -euo pipefail
@@ -54,6 +57,16 @@ fi
 if ! command -v anvil >/dev/null; then
     step "npm install -g @foundry-rs/anvil@$ANVIL_VERSION"
     $SUDO npm install -g --silent "@foundry-rs/anvil@$ANVIL_VERSION"
+fi
+
+# Re-run `npm ci` only when the lock file changed since the last install (its hash is kept
+# inside node_modules, so deleting node_modules also triggers a reinstall).
+VC_JS=tests/js
+vc_lock_sum=$(sha256sum "$VC_JS/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$VC_JS/node_modules/.sealtrail-lock.sha256" 2>/dev/null)" != "$vc_lock_sum" ]; then
+    step "npm ci in $VC_JS (credential verifier for the tests)"
+    (cd "$VC_JS" && npm ci --silent --no-audit --no-fund)
+    echo "$vc_lock_sum" > "$VC_JS/node_modules/.sealtrail-lock.sha256"
 fi
 
 if [ ! -x .venv/bin/python ]; then
