@@ -164,3 +164,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                                            "deadline or the last alert)")
     p.add_argument("--html", type=Path, required=True, metavar="OUT", help="file to write")
     p.set_defaults(func=guarded("report", "cmd_report"))
+
+    from customs.credentials.cli import add_commands as add_credentials  # light: parsers only
+    add_credentials(sub)

@@ -69,7 +69,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         description="SealTrail: signed, hash-chained, ledger-anchored e-seal and GPS readings "
                     "for customs transit control. `sealtrail COMMAND --help` explains each.",
         epilog="Exit codes: 0 ok, 1 refused or failed, 2 bad input, 3 a service is unreachable, "
-               "10-16 a record did not verify, 20-29 a credential did not verify, 70 internal "
+               "10-18 a record did not verify, 20-30 a credential did not verify, 70 internal "
                "error (re-run with --debug for the traceback).")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of an unexpected error (also SEALTRAIL_DEBUG=1)")

@@ -74,7 +74,7 @@ def test_did_web_issuer_with_its_published_document(capsys: pytest.CaptureFixtur
                "-o", cred)[0] == 0
     code, out, err = run(capsys, "verify-credential", cred, "--pin", did_doc)
     assert code == 0, err
-    line = refused(capsys, 6, str(cred), "verify-credential", cred, "--pin", rig["did"])
+    line = refused(capsys, 23, str(cred), "verify-credential", cred, "--pin", rig["did"])
     assert "not pinned" in line
 
 
@@ -97,21 +97,21 @@ def test_each_refusal_has_its_exit_code(capsys: pytest.CaptureFixture[str],
     cases = [  # the others need a re-signed credential: test_credentials_verify.py has them
         (2, d / "missing.json"),
         (2, d),
-        (3, d / "badjson.json"),
-        (3, variant("model", lambda c: c.pop("issuer"))),
-        (4, variant("suite", lambda c: c["proof"].update(cryptosuite="eddsa-rdfc-2022"))),
-        (7, variant("tampered", lambda c: c["credentialSubject"].update(identifier="PLAN-X"))),
-        (10, variant("context", lambda c: c["@context"].append("https://x.example/c"))),
+        (20, d / "badjson.json"),
+        (20, variant("model", lambda c: c.pop("issuer"))),
+        (21, variant("suite", lambda c: c["proof"].update(cryptosuite="eddsa-rdfc-2022"))),
+        (24, variant("tampered", lambda c: c["credentialSubject"].update(identifier="PLAN-X"))),
+        (27, variant("context", lambda c: c["@context"].append("https://x.example/c"))),
     ]
     for code, path in cases:
         line = refused(capsys, code, str(path), "verify-credential", path, "--pin", rig["did"])
         assert line.startswith("sealtrail customs verify-credential: ")
-    refused(capsys, 6, str(good), "verify-credential", good)  # nobody pinned
+    refused(capsys, 23, str(good), "verify-credential", good)  # nobody pinned
     code, out, _ = run(capsys, "verify-credential", d / "tampered.json", "--pin", rig["did"],
                        "--json")
     report = json.loads(out)
     assert (report["verified"], report["code"], report["error"]) == \
-        (False, 7, "InvalidSignature")
+        (False, 24, "InvalidSignature")
 
 
 def test_status_list_revoke_and_unrevoke(capsys: pytest.CaptureFixture[str],
@@ -123,7 +123,7 @@ def test_status_list_revoke_and_unrevoke(capsys: pytest.CaptureFixture[str],
     assert run(capsys, "attest", "--facts", rig["facts"], "--key", key, "--issuer", rig["did"],
                "--status-list-url", LIST_URL, "--status-index", 42, "-o", cred)[0] == 0
     verify = ("verify-credential", cred, "--pin", rig["did"])
-    line = refused(capsys, 13, str(cred), *verify)
+    line = refused(capsys, 30, str(cred), *verify)
     assert "--status-list" in line
     code, out, _ = run(capsys, *verify, "--ignore-status")
     assert code == 0 and "NOT CHECKED" in out
@@ -132,7 +132,7 @@ def test_status_list_revoke_and_unrevoke(capsys: pytest.CaptureFixture[str],
 
     code, out, _ = run(capsys, "status-list", "revoke", status, "--index", 42, "--key", key)
     assert code == 0 and "revoked index 42" in out
-    line = refused(capsys, 11, str(cred), *verify, "--status-list", status)
+    line = refused(capsys, 28, str(cred), *verify, "--status-list", status)
     assert "revoked" in line
     code, out, _ = run(capsys, "status-list", "revoke", status, "--index", 42, "--key", key)
     assert code == 0 and "already" in out
@@ -142,12 +142,12 @@ def test_status_list_revoke_and_unrevoke(capsys: pytest.CaptureFixture[str],
 
     refused(capsys, 2, str(status), "status-list", "make", "--id", LIST_URL, "--issuer",
             rig["did"], "--key", key, "-o", status)  # never overwrite a published list
-    refused(capsys, 12, str(status), "status-list", "revoke", status, "--index", 10**7,
+    refused(capsys, 29, str(status), "status-list", "revoke", status, "--index", 10**7,
             "--key", key)
     other = json.loads(status.read_text())
     other["id"] = LIST_URL + "-b"
     (d / "other.json").write_text(json.dumps(other))
-    refused(capsys, 12, str(cred), *verify, "--status-list", d / "other.json")
+    refused(capsys, 29, str(cred), *verify, "--status-list", d / "other.json")
 
 
 def test_key_file_problems_name_the_file(capsys: pytest.CaptureFixture[str],
@@ -203,4 +203,4 @@ def test_help_is_light(tmp_path: Path) -> None:
     assert out.strip() == "[]"
     done = subprocess.run([sys.executable, "-m", "customs.credentials", "verify-credential",
                            "--help"], capture_output=True, text=True, env=env, check=True)
-    assert "13 status not checked" in done.stdout.replace("\n", " ").replace("  ", " ")
+    assert "30 status not checked" in done.stdout.replace("\n", " ").replace("  ", " ")

@@ -109,7 +109,7 @@ def test_rfc8785_section_3_2_2_example_whole_object() -> None:
 def test_values_without_a_canonical_form_are_refused(bad: object) -> None:
     with pytest.raises(JCSError) as err:
         canonicalize(bad)
-    assert isinstance(err.value, MalformedCredential) and err.value.code == 3
+    assert isinstance(err.value, MalformedCredential) and err.value.code == 20
 
 
 def test_loads_refuses_what_i_json_refuses() -> None:

@@ -216,10 +216,10 @@ def add_commands(subparsers: Any) -> None:
         description="Verify a Verifiable Credential (ours or another issuer's) with no network: "
                     "data model, shipped contexts, Data Integrity proof, the issuer's pinned "
                     "key, validity period and, with --status-list, revocation. Exit codes: "
-                    "0 verified, 2 input, 3 malformed, 4 proof unsupported, 5 wrong purpose, "
-                    "6 issuer not trusted, 7 bad signature, 8 not yet valid, 9 expired, "
-                    "10 unknown context, 11 revoked, 12 status list unusable, 13 status "
-                    "not checked.")
+                    "0 verified, 2 input, 20 malformed, 21 proof unsupported, 22 wrong "
+                    "purpose, 23 issuer not trusted, 24 bad signature, 25 not yet valid, "
+                    "26 expired, 27 unknown context, 28 revoked, 29 status list unusable, "
+                    "30 status not checked.")
     verify.add_argument("file", type=Path, metavar="FILE", help="the credential (JSON)")
     verify.add_argument("--pin", action="append", default=[], metavar="DID_DOCUMENT_OR_DID_KEY",
                         help="a trusted issuer: a did:key, or a DID document file "
