@@ -73,7 +73,7 @@ TRANSIENT = frozenset({TRUST_UNAVAILABLE, UNKNOWN_GATEWAY})
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a write did, for display: ``kind`` alert | duplicate | quarantined | readings |
-    status | plan | overflow."""
+    duplicate_readings | status | plan | overflow."""
 
     kind: str
     alert: AlertRow | None = None
@@ -82,6 +82,12 @@ class Outcome:
     gw: str | None = None
     state: str | None = None
     previous: str | None = None
+
+
+def storable(text: str, limit: int) -> str:
+    """``text`` as any database text column takes it: NUL and lone surrogates replaced."""
+    clean = text[:limit].replace("\x00", "\\x00")
+    return clean.encode("utf-8", "replace").decode("utf-8")
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -100,6 +106,8 @@ def outcomes(result: WriteResult) -> list[Outcome]:
     out += [Outcome("plan")] * result.plans
     if result.new_records:
         out.append(Outcome("readings", count=result.new_records))
+    if result.duplicate_records:
+        out.append(Outcome("duplicate_readings", count=result.duplicate_records))
     if result.overflowed:
         out.append(Outcome("overflow", count=result.overflowed))
     return out
@@ -252,6 +260,8 @@ class Receiver:
                 malformed.append(f"line {number}: {checked.detail}")
             else:
                 part.rejections.append(checked)
+        if not (part.records or part.rejections or malformed):
+            malformed.append("no record in the message")
         if malformed:
             part.rejections.append(self.reject(
                 topic, payload, "malformed", f"{len(malformed)} malformed line(s); "
@@ -276,10 +286,12 @@ class Receiver:
         return Part(plans=[PlanEnvelope(plan_id, payload, topic)])
 
     def reject(self, topic: str, payload: bytes, reason: str, detail: str,
-                   **ids: Any) -> Rejection:
+               **ids: Any) -> Rejection:
+        """A quarantine entry; its text fields made storable (no NUL, no lone surrogate, a
+        bounded length: PostgreSQL refuses the first two, and the topic comes from outside)."""
         where = split_topic(topic)
-        return Rejection(topic, reason, detail, payload, account=where[0] if where else "",
-                         **ids)
+        return Rejection(storable(topic, 256), reason, storable(detail, 1000), payload,
+                         account=storable(where[0], 256) if where else "", **ids)
 
     # -- re-verification -------------------------------------------------------------------------
 
