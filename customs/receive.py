@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 TOPIC_ROOT = "sealtrail/v1"
 LEAVES = ("alerts", "readings", "status", "anchors", "plans")
 SUBSCRIPTIONS = tuple(f"{TOPIC_ROOT}/+/{leaf}" for leaf in LEAVES)
+MIN_SHARE = 16
+"""Fewer messages than this per thread are checked on the calling thread (not worth a hop)."""
 TRANSIENT = frozenset({TRUST_UNAVAILABLE, UNKNOWN_GATEWAY})
 """Reasons that may go away on their own (a node back up, a gateway registered late)."""
 
@@ -117,11 +120,13 @@ class Receiver:
     """Verify and file messages into a store; ``forward`` queues new alerts for the webhook."""
 
     def __init__(self, store: SqlStore, trust: Trust, *, forward: bool = False,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, verify_threads: int = 2):
         self.store = store
         self.trust = trust
         self.forward = forward
         self.limits = limits or Limits()
+        self.verify_threads = verify_threads
+        self._pool: ThreadPoolExecutor | None = None
         self.counts: Counter[str] = Counter()
         self._ratelog = RateLimitedLog(log)
 
@@ -134,13 +139,32 @@ class Receiver:
     def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> WriteResult:
         """Check every message, then store the group in one transaction. A message the store
         refuses is isolated and quarantined; StoreUnavailable propagates (nothing written)."""
-        parts = [self._check_guarded(topic, payload) for topic, payload in messages]
+        parts = self._check_all(messages)
         try:
             result = self.store.write(parts, forward=self.forward)
         except StoreDataError:
             result = self._write_one_by_one(messages, parts)
         self._count(len(messages), result)
         return result
+
+    def _check_all(self, messages: Sequence[tuple[str, bytes]]) -> list[Part]:
+        """The checks of a group, split over ``verify_threads`` threads: Ed25519 verification
+        releases the GIL, so one thread verifies while another parses (and the MQTT thread
+        reads the next messages). Order is kept."""
+        if self.verify_threads < 2 or len(messages) < 2 * MIN_SHARE:
+            return [self._check_guarded(topic, payload) for topic, payload in messages]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="verify")
+        share = -(-len(messages) // self.verify_threads)
+        chunks = [messages[i:i + share] for i in range(0, len(messages), share)]
+        done = self._pool.map(lambda chunk: [self._check_guarded(t, p) for t, p in chunk],
+                              chunks)
+        return [part for chunk in done for part in chunk]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _check_guarded(self, topic: str, payload: bytes) -> Part:
         try:
