@@ -17,7 +17,7 @@ import pytest
 from edge_agent.journal import Draft
 from edge_agent.sources.gnss_health import GnssHealth, HealthParams, StatusEvent
 from edge_agent.sources.gps_filter import FixFilter, FixFilterParams
-from edge_agent.sources.gps_fix import UNKNOWN_HDOP_X10, UNKNOWN_SATS, GpsFix, NoFix
+from edge_agent.sources.gps_fix import GpsFix, NoFix
 from edge_agent.sources.gps_stream import GpsStream
 from edge_agent.sources.nmea import NmeaDecoder
 from firmware_sim.gnss import Conditions, FixModel, Jamming, Window
@@ -36,7 +36,8 @@ def north(m: float) -> int:
     return LAT0 + round(m * E7_PER_M)
 
 
-def fix(t_ms: int, lat: int = LAT0, *, sats: int = 10, hdop: int = 9, quality: int = 1,
+def fix(t_ms: int, lat: int = LAT0, *, sats: int | None = 10, hdop: int | None = 9,
+        quality: int = 1,
         mode: int | None = 3, err: tuple[int, int] | None = None) -> GpsFix:
     return GpsFix(t_ms=t_ms, lat_e7=lat, lon_e7=LON0, fix_quality=quality, sats=sats,
                   hdop_x10=hdop, alt_cm=3000, speed_cmps=0, course_cdeg=0, fix_mode=mode,
@@ -61,8 +62,13 @@ def fix(t_ms: int, lat: int = LAT0, *, sats: int = 10, hdop: int = 9, quality: i
         ({"mode": 1}, "invalid"),  # GSA "no fix"
         ({"mode": 2}, None),
         ({"mode": None}, None),  # no GSA: nothing to say
-        ({"sats": UNKNOWN_SATS}, "few_satellites"),  # RMC-only: nothing vouches for it
-        ({"hdop": UNKNOWN_HDOP_X10, "sats": 12}, "high_hdop"),
+        # unknown is not zero: an RMC-only receiver reports neither, and is not judged on them
+        ({"sats": None}, None),
+        ({"hdop": None}, None),
+        ({"sats": None, "hdop": None}, None),
+        ({"sats": None, "hdop": 201}, "high_hdop"),  # what is known still counts
+        ({"sats": 3, "hdop": None}, "few_satellites"),
+        ({"sats": None, "quality": 8}, "invalid"),
     ],
 )
 def test_quality_checks_at_their_boundaries(changes: dict[str, Any], reason: str | None) -> None:
@@ -307,7 +313,7 @@ def test_unknown_satellites_are_not_a_collapse() -> None:
     # evidence that satellites fell away.
     h = GnssHealth()
     out = [e for k in range(10) for e in h.fix(fix(T0 + k * 1_000, sats=12), True)]
-    out += h.fix(fix(T0 + 10_000, sats=UNKNOWN_SATS, hdop=UNKNOWN_HDOP_X10), usable=False)
+    out += h.fix(fix(T0 + 10_000, sats=None, hdop=None), usable=False)
     out += h.fix(fix(T0 + 11_000, sats=12), usable=True)
     assert out == []
 
@@ -488,7 +494,8 @@ def test_simulated_jamming_seen_in_the_gst_error_estimates() -> None:
 
 def test_gga_lost_to_line_noise_is_not_jamming() -> None:
     # A GGA + RMC receiver (the most common set-up); one GGA is hit by noise, so that epoch
-    # is decoded from RMC alone, with no satellite count.
+    # is decoded from RMC alone, with no satellite count: unknown, which is neither a
+    # collapse nor a reason to drop a fix the RMC vouches for.
     model = FixModel(Motion(ROUTE), None, Conditions(), seed=3)
     dec = NmeaDecoder()
     obs: list[GpsFix | NoFix] = []
@@ -499,10 +506,13 @@ def test_gga_lost_to_line_noise_is_not_jamming() -> None:
             gga = gga.replace(b"*", b"#")  # checksum gone: dropped
         obs += dec.feed(gga) + dec.feed(rmc)
     obs += dec.flush()
-    blind = [o for o in obs if isinstance(o, GpsFix) and o.sats == UNKNOWN_SATS]
+    blind = [o for o in obs if isinstance(o, GpsFix) and o.sats is None]
     assert [o.t_ms for o in blind] == [T0 + 15_000]
     stream = GpsStream("gps0", REPLAY, clock=lambda: T0)
     drafts = [d for o in obs for d in stream.observe(o)]
     assert _statuses(drafts) == []
-    assert stream.counts == {"dropped_few_satellites": 1}
-    assert len([d for d in drafts if d.kind == "gps"]) == 29
+    assert stream.counts == {}
+    readings = [d for d in drafts if d.kind == "gps"]
+    assert len(readings) == 30
+    assert "sats" not in readings[15].body and "hdop_x10" not in readings[15].body
+    assert readings[14].body["sats"] > 0

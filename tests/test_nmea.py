@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.sources.nmea import UNKNOWN_HDOP_X10, UNKNOWN_SATS, GpsFix, NmeaDecoder, NoFix
+from edge_agent.sources.nmea import GpsFix, NmeaDecoder, NoFix
 from firmware_sim import nmea as sim_nmea
 from firmware_sim.route import Route
 
@@ -121,8 +121,8 @@ def test_rmc_alone_is_emitted_when_next_epoch_starts() -> None:
         lat_e7=492_741_667,  # 49 + 16.45 / 60 = 49.2741666...
         lon_e7=-1_231_853_333,  # -(123 + 11.12 / 60) = -123.1853333...
         fix_quality=1,  # no mode indicator: NMEA 2.0 RMC, autonomous
-        sats=UNKNOWN_SATS,
-        hdop_x10=UNKNOWN_HDOP_X10,
+        sats=None,
+        hdop_x10=None,
         alt_cm=None,  # RMC has no altitude: omitted from the reading, not a made-up 0
         speed_cmps=26,  # 0.5 kn = 25.72 cm/s
         course_cdeg=5470,
@@ -182,7 +182,10 @@ def test_unsupported_sentences_are_ignored() -> None:
     ]
     fixes, dec = decode_all([*lines, GGA_1994, RMC_1994])
     assert fixes == [FIX_1994]
-    assert dec.counts == {"unsupported": 3}
+    # a GNSS sentence not read and a proprietary one are what a healthy receiver sends: counted,
+    # not rejects; a talker that is no GNSS (or line noise that kept its checksum) is one
+    assert dec.counts == {"unsupported": 1, "proprietary": 1, "unknown_talker": 1}
+    assert dec.rejected == 1
 
 
 def test_garbage_and_damaged_lines_are_counted() -> None:
@@ -328,7 +331,7 @@ def test_feed_sequences_never_raise(lines: list[bytes]) -> None:
 
 def _rmc_only(fix: GpsFix) -> GpsFix:
     return GpsFix(
-        fix.t_ms, fix.lat_e7, fix.lon_e7, 1, UNKNOWN_SATS, UNKNOWN_HDOP_X10, None,
+        fix.t_ms, fix.lat_e7, fix.lon_e7, 1, None, None, None,
         fix.speed_cmps, fix.course_cdeg,
     )  # fmt: skip
 
@@ -527,12 +530,12 @@ def test_empty_gst_means_no_error_estimate() -> None:
         ("", "084.4", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A", (283, 8440)),
         # RMC reports both: RMC wins
         ("022.4", "084.4", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A", (1152, 8440)),
-        # a VTG in mode N ("no fix") says nothing
-        ("", "", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,N", (0, 0)),
+        # a VTG in mode N ("no fix") says nothing: speed and course unknown, not 0
+        ("", "", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,N", (None, None)),
     ],
 )
 def test_vtg_fills_in_what_rmc_lacks(
-    rmc_speed: str, rmc_course: str, vtg: str, expected: tuple[int, int]
+    rmc_speed: str, rmc_course: str, vtg: str, expected: tuple[int | None, int | None]
 ) -> None:
     dec = NmeaDecoder()
     # u-blox order: RMC, VTG, GGA (the first epoch is complete with GGA + RMC)
@@ -659,7 +662,7 @@ def test_damaged_gsa_without_gga_leaves_satellites_unknown() -> None:
     out = [o for line in (rmc_at(19), bad_gsa) for o in dec.feed(line)] + dec.flush()
     (fix,) = out
     assert isinstance(fix, GpsFix)
-    assert (fix.sats, fix.hdop_x10, fix.fix_mode) == (UNKNOWN_SATS, UNKNOWN_HDOP_X10, None)
+    assert (fix.sats, fix.hdop_x10, fix.fix_mode) == (None, None, None)
 
 
 # --- fuzzing all five sentence types ---------------------------------------------------------
@@ -710,8 +713,10 @@ def _sane(obs: GpsFix | NoFix) -> None:
         assert obs.t_ms is None or type(obs.t_ms) is int
         return
     assert abs(obs.lat_e7) <= 900_000_000 and abs(obs.lon_e7) <= 1_800_000_000
-    assert 0 <= obs.course_cdeg < 36_000 and obs.speed_cmps >= 0
-    assert obs.fix_quality >= 1 and obs.sats >= 0 and obs.hdop_x10 >= 0
+    assert obs.course_cdeg is None or 0 <= obs.course_cdeg < 36_000
+    assert obs.speed_cmps is None or obs.speed_cmps >= 0
+    assert obs.fix_quality >= 1
+    assert (obs.sats is None or obs.sats >= 0) and (obs.hdop_x10 is None or obs.hdop_x10 >= 0)
     assert all(type(v) is int for v in obs.body().values())
 
 
@@ -773,8 +778,8 @@ def test_single_byte_corruption_of_a_five_sentence_epoch(
         assert (fix.lat_e7, fix.lon_e7, fix.speed_cmps, fix.course_cdeg) == (
             truth.lat_e7, truth.lon_e7, truth.speed_cmps, truth.course_cdeg)
         assert fix.fix_quality == truth.fix_quality
-        assert fix.sats in (truth.sats, UNKNOWN_SATS)
-        assert fix.hdop_x10 in (truth.hdop_x10, UNKNOWN_HDOP_X10)
+        assert fix.sats in (truth.sats, None)
+        assert fix.hdop_x10 in (truth.hdop_x10, None)
         assert fix.alt_cm in (truth.alt_cm, None)
         for name in ("fix_mode", "pdop_x10", "vdop_x10", "err_lat_cm", "err_lon_cm",
                      "err_alt_cm"):

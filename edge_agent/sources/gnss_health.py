@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.sources.gps_fix import UNKNOWN_SATS, GpsFix
+from edge_agent.sources.gps_fix import GpsFix
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,13 @@ class GnssHealth:
         body: dict[str, Any] = {"event": "gnssLost", "since_ms": self._no_fix_since}
         last = self._last_good
         if last is not None:
-            body["last_fix"] = {"t_ms": last.t_ms, "lat_e7": last.lat_e7, "lon_e7": last.lon_e7,
-                                "sats": last.sats, "hdop_x10": last.hdop_x10}
-            strong = last.sats >= self.params.jam_sats_before and \
+            last_fix = {"t_ms": last.t_ms, "lat_e7": last.lat_e7, "lon_e7": last.lon_e7}
+            if last.sats is not None:
+                last_fix["sats"] = last.sats
+            if last.hdop_x10 is not None:
+                last_fix["hdop_x10"] = last.hdop_x10
+            body["last_fix"] = last_fix
+            strong = last.sats is not None and last.sats >= self.params.jam_sats_before and \
                 self._no_fix_since - last.t_ms <= 2_000
             body["sudden"] = strong
         return [StatusEvent(t_ms, body)]
@@ -98,11 +102,11 @@ class GnssHealth:
         # A fix without a satellite count (RMC alone because line noise took its GGA, or gpsd
         # before its first SKY) says nothing about satellites: as "0" it would look like a
         # collapse and raise a jamming suspicion from one damaged line.
-        known = fix.sats != UNKNOWN_SATS
-        if known:  # a monotonic deque: its head is the window's maximum, O(1) per fix
-            while self._sats and self._sats[-1][1] <= fix.sats:
+        sats = fix.sats
+        if sats is not None:  # a monotonic deque: its head is the window's maximum, O(1) per fix
+            while self._sats and self._sats[-1][1] <= sats:
                 self._sats.pop()
-            self._sats.append((fix.t_ms, fix.sats))
+            self._sats.append((fix.t_ms, sats))
         while self._sats and self._sats[0][0] < fix.t_ms - p.jam_window_ms:
             self._sats.popleft()
         indicators: list[str] = []
@@ -112,7 +116,7 @@ class GnssHealth:
             if err_h_cm > p.jam_err_cm:
                 indicators.append("error_estimate")
         most = self._sats[0][1] if self._sats else 0
-        if known and most >= p.jam_sats_before and fix.sats <= p.jam_sats_after:
+        if sats is not None and most >= p.jam_sats_before and sats <= p.jam_sats_after:
             indicators.append("satellites_collapse")
         if indicators:
             self._healthy_since = None
@@ -120,8 +124,11 @@ class GnssHealth:
                 return []
             self._jammed_since = fix.t_ms
             body: dict[str, Any] = {"event": "jammingSuspected", "indicators": indicators,
-                                    "sats": fix.sats, "sats_before": most,
-                                    "hdop_x10": fix.hdop_x10}
+                                    "sats_before": most}
+            if sats is not None:
+                body["sats"] = sats
+            if fix.hdop_x10 is not None:
+                body["hdop_x10"] = fix.hdop_x10
             if err_h_cm is not None:
                 body["err_h_cm"] = err_h_cm
             return [StatusEvent(fix.t_ms, body)]

@@ -70,9 +70,10 @@ class FixFilter:
             return "invalid"
         if fix.fix_mode is not None and fix.fix_mode < 2:
             return "invalid"
-        if fix.sats < p.min_sats:
+        # unknown (None) is not judged: an RMC-only receiver's fix is as good as its status
+        if fix.sats is not None and fix.sats < p.min_sats:
             return "few_satellites"
-        if fix.hdop_x10 > p.max_hdop_x10:
+        if fix.hdop_x10 is not None and fix.hdop_x10 > p.max_hdop_x10:
             return "high_hdop"
         return None
 
