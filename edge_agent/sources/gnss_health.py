@@ -27,7 +27,8 @@ class HealthParams:
     lost_after_ms: int = 3_000
     """No usable fix for this long while the receiver talks: a no-fix period has begun."""
     jam_err_cm: int = 5_000
-    """Horizontal 1-sigma error (GST) above which the receiver's fixes are suspect."""
+    """Horizontal 1-sigma error (GST) above which a fix that passes the quality filters is
+    suspect (a fix that fails them has poor geometry to explain its error)."""
     jam_sats_before: int = 8
     jam_sats_after: int = 4
     jam_window_ms: int = 10_000
@@ -85,7 +86,7 @@ class GnssHealth:
 
     def fix(self, fix: GpsFix, usable: bool) -> list[StatusEvent]:
         """A decoded fix; ``usable`` says whether it passed the quality filters."""
-        events = self._jamming(fix)
+        events = self._jamming(fix, usable)
         if not usable:
             return events + self.no_fix(fix.t_ms)
         if self._lost and self._no_fix_since is not None:
@@ -97,7 +98,7 @@ class GnssHealth:
         self._last_good = fix
         return events
 
-    def _jamming(self, fix: GpsFix) -> list[StatusEvent]:
+    def _jamming(self, fix: GpsFix, usable: bool) -> list[StatusEvent]:
         p = self.params
         # A fix without a satellite count (RMC alone because line noise took its GGA, or gpsd
         # before its first SKY) says nothing about satellites: as "0" it would look like a
@@ -113,7 +114,9 @@ class GnssHealth:
         err_h_cm = None
         if fix.err_lat_cm is not None and fix.err_lon_cm is not None:
             err_h_cm = round(math.hypot(fix.err_lat_cm, fix.err_lon_cm))
-            if err_h_cm > p.jam_err_cm:
+            # Only on a fix good enough to use: a 3-satellite 2D fix with HDOP 10 has an error
+            # of hundreds of metres from its geometry alone, jammer or not.
+            if usable and err_h_cm > p.jam_err_cm:
                 indicators.append("error_estimate")
         most = self._sats[0][1] if self._sats else 0
         if sats is not None and most >= p.jam_sats_before and sats <= p.jam_sats_after:
