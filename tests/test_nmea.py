@@ -927,3 +927,11 @@ def test_in_talker_and_proprietary_sentences() -> None:
     fixes, dec = decode_all([pgrme, gga, pgrme, rmc])
     assert fixes == [FIX_1994]
     assert dec.counts == {"proprietary": 2} and dec.rejected == 0
+
+
+def test_gns_navigational_status_v_is_no_verdict() -> None:
+    # NMEA 4.10 GNS ends with a navigational status; u-blox F9 sends V ("not provided") with
+    # every fix, so only the modes say whether there is one
+    gns = sentence("GNGNS,123519,4807.038,N,01131.000,E,RRRR,24,0.5,545.4,46.9,1.0,0000,V")
+    (fix,), dec = decode_all([gns, RMC_1994])
+    assert fix.fix_quality == 4 and dec.counts == {}

@@ -46,14 +46,17 @@ float over differential over autonomous); manual and simulated come last so they
 chosen, and then rejected by the filter, when nothing else is there."""
 _MODE_CHARS = frozenset("N" + _BEST_FIRST)
 _NAV_STATUS = frozenset({"", "S", "C", "U", "V"})
-"""GNS navigational status (NMEA 4.10): safe, caution, unsafe, not valid; empty before 4.10."""
+"""GNS navigational status (NMEA 4.10): safe, caution, unsafe, or ``V``, which u-blox F9 sends
+with every fix ("equipment does not provide navigational status"), so it says nothing about
+validity: the modes do."""
 
 RANK_GN_GGA, RANK_GN_GNS, RANK_GGA, RANK_GNS, RANK_RMC, RANK_GLL = range(6)
 """Which sentence's position an epoch uses when several report one (lower wins): the
 combined solution first, then the sentences with altitude and satellites, then the rest."""
 
 NOFIX = "nofix"
-"""The sentence says the receiver has no fix (RMC ``V``, GLL ``V``, GSA type 1)."""
+"""The sentence says the receiver has no fix (RMC or GLL status ``V`` or mode ``N``, GSA
+type 1)."""
 PART_NOFIX = "part_nofix"
 """A GGA of quality 0 or a GNS with every mode ``N``: no fix, unless another GGA/GNS of the
 same epoch has one (receivers that send a GGA per constellation report an empty one as 0)."""
@@ -95,8 +98,6 @@ def gns(f: list[str], talker: str) -> Pos | str:
     modes, nav = f[_GNS["mode_indicator"]], f[_GNS["nav_status"]]
     if not modes or not _MODE_CHARS.issuperset(modes) or nav not in _NAV_STATUS:
         raise Reject("parse_error")
-    if nav == "V":
-        return NOFIX
     fixing = [m for m in modes if m != "N"]
     if not fixing:
         return PART_NOFIX
