@@ -16,7 +16,6 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 from functools import reduce
-from pathlib import Path
 from typing import Any
 
 import pynmea2
@@ -27,8 +26,8 @@ from edge_agent.sources.framing import LineFramer
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.gps_stream import GpsStream
 from edge_agent.sources.serial_gps import NmeaHandler
+from tests.helpers.nmea_logs import FIXTURES, binary_frame, load, sirf, ubx, with_binary
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nmea"
 REPLAY = FixFilterParams(max_age_ms=None, max_future_ms=None)  # logged time, no "now"
 NOW = 1_700_000_000_000
 
@@ -68,12 +67,6 @@ CASES = {
     "ins_integrated_nav": Expect(4, sats=[12] * 4, quality=[1, 1, 6, 1]),
     "beidou_bd_talker": Expect(3, sats=[11, 13, 11]),
 }
-
-
-def load(name: str) -> list[bytes]:
-    text = (FIXTURES / f"{name}.nmea").read_bytes()
-    lines = (line.rstrip(b"\r") for line in text.split(b"\n"))
-    return [line for line in lines if line and not line.startswith(b"#")]
 
 
 def checksum_ok(line: bytes) -> bool:
@@ -153,48 +146,6 @@ def oracle(lines: list[bytes]) -> list[tuple[int, float, float]]:
 
 def _secs(t: dt.time) -> float:
     return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
-
-
-# --- binary protocols mixed in ------------------------------------------------------------
-
-
-def ubx(cls: int, msg_id: int, payload: bytes) -> bytes:
-    """A UBX frame (u-blox): sync B5 62, class, id, little-endian length, Fletcher checksum."""
-    body = bytes([cls, msg_id]) + len(payload).to_bytes(2, "little") + payload
-    a = b = 0
-    for x in body:
-        a = (a + x) & 0xFF
-        b = (b + a) & 0xFF
-    return b"\xb5\x62" + body + bytes([a, b])
-
-
-def sirf(payload: bytes) -> bytes:
-    """A SiRF binary frame: A0 A2, 15-bit length, payload, 15-bit sum, B0 B3."""
-    return (b"\xa0\xa2" + len(payload).to_bytes(2, "big") + payload
-            + (sum(payload) & 0x7FFF).to_bytes(2, "big") + b"\xb0\xb3")
-
-
-def binary_frame(rng: random.Random, *, no_newline: bool = False) -> bytes:
-    size = rng.choice([92, 100, 8 + 12 * 50])  # NAV-PVT, NAV-DOP-ish, NAV-SAT of 50 SVs
-    payload = rng.randbytes(size)
-    if no_newline:  # a run of binary with no line end at all before the next `$`
-        payload = payload.replace(b"\n", b"\x0b")
-    if rng.random() < 0.5:
-        return ubx(0x01, rng.choice([0x07, 0x35, 0x04]), payload)
-    return sirf(payload)
-
-
-def with_binary(lines: list[bytes], seed: int, *, no_newline: bool) -> bytes:
-    """The log as a port mixing binary and NMEA delivers it: frames between sentences, and
-    always more than a line's worth (512 bytes) before some of them."""
-    rng = random.Random(seed)
-    out = bytearray()
-    for line in lines:
-        if rng.random() < 0.6:
-            for _ in range(rng.randint(1, 3)):
-                out += binary_frame(rng, no_newline=no_newline)
-        out += line + b"\r\n"
-    return bytes(out)
 
 
 # --- the tests -------------------------------------------------------------------------------
