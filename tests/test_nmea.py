@@ -852,11 +852,12 @@ def test_zda_damaged_or_empty() -> None:
     dec = NmeaDecoder()
     lines = [
         sentence("GPZDA,,,,,00,00"),  # u-blox before it knows the time
+        sentence("GPZDA,123519.00,,,,,"),  # a time, but no date yet
         sentence("GPZDA,123519,30,02,1994,00,00"),  # 30 February
         sentence("GPZDA,123519,23,03,94,00,00"),  # two-digit year: not ZDA
     ]
     assert [o for line in lines for o in dec.feed(line)] == []
-    assert dec.counts == {"no_time": 1, "parse_error": 2}
+    assert dec.counts == {"no_time": 2, "parse_error": 2}
     assert dec.rejected == 2
 
 

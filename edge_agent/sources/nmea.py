@@ -234,7 +234,7 @@ class NmeaDecoder:
         if time_idx is None:
             return self._untimed(kind, value)
         if value is None and kind == "ZDA":
-            self.counts["no_time"] += 1  # a receiver that does not know the time yet
+            self.counts["no_time"] += 1  # a receiver that does not know the date yet
             return []
         try:
             tod_ms = time_of_day_ms(fields[time_idx])

@@ -148,9 +148,10 @@ def gll(f: list[str], talker: str) -> Pos | str:
 
 
 def zda(f: list[str], talker: str) -> tuple[int, int, int] | None:
-    """The UTC date, or None from a receiver that does not know it yet (empty fields)."""
+    """The UTC date, or None from a receiver that does not know it yet (empty date fields,
+    with or without a time)."""
     day, month, year = f[_ZDA["day"]], f[_ZDA["month"]], f[_ZDA["year"]]
-    if not (day or month or year or f[_ZDA["timestamp"]]):
+    if not (day or month or year):
         return None
     return zda_date(day, month, year)
 
