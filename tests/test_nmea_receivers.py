@@ -20,6 +20,8 @@ from typing import Any
 
 import pynmea2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
@@ -234,3 +236,27 @@ def test_unknown_satellites_are_absent_from_the_record_not_zero() -> None:
     assert bodies and all("sats" not in b and "hdop_x10" not in b for b in bodies)
     assert all(b["speed_cmps"] == 458 for b in bodies)  # 8.9 kn = 457.86 cm/s
     assert stats.get("dropped_few_satellites", 0) == 0
+
+
+_ORACLES = {name: oracle(load(name)) for name in CASES}
+
+
+@given(name=st.sampled_from(sorted(CASES)), line=st.integers(0, 200), pos=st.integers(0, 200),
+       value=st.integers(0, 255))
+@settings(max_examples=500, deadline=None)
+def test_a_corrupted_byte_never_makes_a_fix_the_receiver_did_not_give(
+        name: str, line: int, pos: int, value: int) -> None:
+    lines = load(name)
+    line %= len(lines)
+    target = bytearray(lines[line])
+    pos %= len(target)
+    target[pos] = value
+    lines[line] = bytes(target)
+    drafts, stats = run(b"".join(x + b"\r\n" for x in lines))
+    assert stats.get("nmea_internal_error", 0) == 0
+    truth = iter(_ORACLES[name])  # the clean log's epochs: losing a line loses, never invents
+    for fix in (d for d in drafts if d.kind == "gps"):
+        t_ms, lat, lon = next((e for e in truth if e[0] == fix.t_ms), (None, 0.0, 0.0))
+        assert t_ms is not None, (name, fix)
+        assert abs(fix.body["lat_e7"] / 1e7 - lat) <= 1e-7, (name, fix)
+        assert abs(fix.body["lon_e7"] / 1e7 - lon) <= 1e-7, (name, fix)
