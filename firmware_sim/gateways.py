@@ -10,6 +10,11 @@ can check that customs stored each one exactly once.
 Keys are derived from a seed and the gateway id (``gateway_key``), so the side that configures
 customs' trust computes the same public keys without any file passing between the two.
 
+The records are encoded here from DESIGN.md's "Records" section (sorted-key compact JSON,
+Ed25519 over the record without ``sig``, ``prev`` the SHA-256 of the previous signed bytes),
+not with the product's signer: customs is then tested against an independent encoder, as it
+is against every gateway it does not control.
+
 One asyncio loop drives every connection (aiomqtt hooks each socket into the loop; no thread per
 gateway). A gateway whose connection drops reconnects with backoff and sends again what the
 broker had not acknowledged; the receiver's keys make that a counted duplicate, never a loss.
@@ -33,9 +38,8 @@ from typing import Any
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger_client.records import GENESIS_PREV, RecordSigner, record_hash
-
 CONNECT_CONCURRENCY = 32
+GENESIS_PREV = "0" * 64
 T0_MS = 1_790_000_000_000
 
 
@@ -68,7 +72,7 @@ class SimGateway:
 
     def __init__(self, gw: str, key: Ed25519PrivateKey):
         self.gw = gw
-        self.signer = RecordSigner(gw, key)
+        self.key = key
         self.seq = 0
         self.prev = GENESIS_PREV
         self.prev_alert = 0
@@ -76,8 +80,11 @@ class SimGateway:
 
     def _sign(self, t_ms: int, kind: str, src: str, body: dict[str, Any]) -> bytes:
         self.seq += 1
-        signed = self.signer.sign(self.seq, t_ms, kind, src, body, self.prev)
-        self.prev = record_hash(signed).hex()
+        unsigned = {"v": 1, "gw": self.gw, "seq": self.seq, "t_ms": t_ms, "kind": kind,
+                    "src": src, "body": body, "prev": self.prev}
+        sig = self.key.sign(_canonical(unsigned)).hex()
+        signed = _canonical({**unsigned, "sig": sig})
+        self.prev = hashlib.sha256(signed).hexdigest()
         return signed
 
     def reading(self, t_ms: int) -> bytes:
@@ -205,6 +212,11 @@ class GatewayFleet:
                 "acked": self.acked, "retries": self.retries, "reconnects": self.reconnects,
                 "connect_s": round(connected_s, 2), "publish_s": round(wall, 2),
                 "messages_per_s": round(self.published / wall, 1)}
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    """RFC 8785 for integer-only JSON: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def _quiet_close(client: aiomqtt.Client) -> None:
