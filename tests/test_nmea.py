@@ -13,6 +13,7 @@ import json
 import math
 from functools import reduce
 
+import pynmea2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -936,3 +937,16 @@ def test_gns_navigational_status_v_is_no_verdict() -> None:
     gns = sentence("GNGNS,123519,4807.038,N,01131.000,E,RRRR,24,0.5,545.4,46.9,1.0,0000,V")
     (fix,), dec = decode_all([gns, RMC_1994])
     assert fix.fix_quality == 4 and dec.counts == {}
+
+
+def test_field_positions_agree_with_pynmea2_the_independent_oracle() -> None:
+    """The decoder's field layouts are written out (pynmea2 is no runtime dependency); they
+    must stay the ones pynmea2, written by others from the standard, uses."""
+    from edge_agent.sources import nmea_sentences as ns
+
+    for name in ("GGA", "RMC", "VTG", "GSA", "GST", "GLL", "ZDA", "GNS"):
+        ours = getattr(ns, f"_{name}")
+        theirs = {n: i + 1 for n, i in getattr(pynmea2, name).name_to_idx.items()}
+        for field, index in theirs.items():
+            assert ours.get("differential" if field == "diferential" else field) == index, \
+                (name, field)

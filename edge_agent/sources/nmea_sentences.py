@@ -4,8 +4,8 @@ Each parser reads every field it needs before returning, so a sentence damaged a
 rejected whole and never half-merged into its epoch. Results are plain tuples (one line of
 a 10 Hz receiver costs a tuple, not an object), laid out as documented on each parser.
 
-Field positions come from pynmea2's sentence definitions (the tests' independent oracle),
-shifted past the address field; the number conversions are nmea_fields', exact and float-free.
+Field positions are NMEA 0183's, written out below (the tests check them against pynmea2, the
+independent oracle); the number conversions are nmea_fields', exact and float-free.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from typing import Any
-
-import pynmea2
 
 from edge_agent.sources.nmea_fields import (
     Reject,
@@ -62,19 +60,28 @@ PART_NOFIX = "part_nofix"
 same epoch has one (receivers that send a GGA per constellation report an empty one as 0)."""
 
 
-def _layout(sentence: type[pynmea2.NMEASentence]) -> dict[str, int]:
-    """Field positions from pynmea2's definition, shifted past the address field."""
-    return {name: idx + 1 for name, idx in sentence.name_to_idx.items()}  # type: ignore[attr-defined]
-
-
-_GGA = _layout(pynmea2.GGA)
-_RMC = _layout(pynmea2.RMC)
-_VTG = _layout(pynmea2.VTG)
-_GSA = _layout(pynmea2.GSA)
-_GST = _layout(pynmea2.GST)
-_GLL = _layout(pynmea2.GLL)
-_ZDA = _layout(pynmea2.ZDA)
-_GNS = {**_layout(pynmea2.GNS), "nav_status": 13}  # NMEA 4.10 added it; pynmea2 stops at 12
+# Field positions of each sentence (1 = the first field after the address), as NMEA 0183 4.11
+# lays them out; GNS has the navigational status that 4.10 added. tests/test_nmea.py holds
+# these against pynmea2's definitions, the independent oracle.
+_GGA = {"timestamp": 1, "lat": 2, "lat_dir": 3, "lon": 4, "lon_dir": 5, "gps_qual": 6,
+    "num_sats": 7, "horizontal_dil": 8, "altitude": 9, "altitude_units": 10, "geo_sep": 11,
+    "geo_sep_units": 12, "age_gps_data": 13, "ref_station_id": 14}
+_RMC = {"timestamp": 1, "status": 2, "lat": 3, "lat_dir": 4, "lon": 5, "lon_dir": 6,
+    "spd_over_grnd": 7, "true_course": 8, "datestamp": 9, "mag_variation": 10, "mag_var_dir": 11,
+    "mode_indicator": 12, "nav_status": 13}
+_VTG = {"true_track": 1, "true_track_sym": 2, "mag_track": 3, "mag_track_sym": 4,
+    "spd_over_grnd_kts": 5, "spd_over_grnd_kts_sym": 6, "spd_over_grnd_kmph": 7,
+    "spd_over_grnd_kmph_sym": 8, "faa_mode": 9}
+_GSA = {"mode": 1, "mode_fix_type": 2, "sv_id01": 3, "sv_id02": 4, "sv_id03": 5, "sv_id04": 6,
+    "sv_id05": 7, "sv_id06": 8, "sv_id07": 9, "sv_id08": 10, "sv_id09": 11, "sv_id10": 12,
+    "sv_id11": 13, "sv_id12": 14, "pdop": 15, "hdop": 16, "vdop": 17}
+_GST = {"timestamp": 1, "rms": 2, "std_dev_major": 3, "std_dev_minor": 4, "orientation": 5,
+    "std_dev_latitude": 6, "std_dev_longitude": 7, "std_dev_altitude": 8}
+_GLL = {"lat": 1, "lat_dir": 2, "lon": 3, "lon_dir": 4, "timestamp": 5, "status": 6, "faa_mode": 7}
+_ZDA = {"timestamp": 1, "day": 2, "month": 3, "year": 4, "local_zone": 5, "local_zone_minutes": 6}
+_GNS = {"timestamp": 1, "lat": 2, "lat_dir": 3, "lon": 4, "lon_dir": 5, "mode_indicator": 6,
+    "num_sats": 7, "hdop": 8, "altitude": 9, "geo_sep": 10, "age_gps_data": 11, "differential": 12,
+    "nav_status": 13}
 _GSA_SATS = tuple(_GSA[f"sv_id{n:02d}"] for n in range(1, 13))
 
 Pos = tuple[int, int, int, int, int | None, int | None, int | None]
