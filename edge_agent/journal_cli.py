@@ -58,6 +58,9 @@ def _verify(args: argparse.Namespace) -> int:
     except (RecordError, ProofError) as exc:
         print(f"BROKEN: {exc}")
         return 1
+    except sqlite3.DatabaseError as exc:  # pages that SQLite cannot read past the header
+        print(f"BROKEN: {args.journal}: the database is damaged ({exc})")
+        return 1
     finally:
         db.close()
     last = report.start_seq + report.records - 1
