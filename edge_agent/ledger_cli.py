@@ -40,7 +40,8 @@ class JournalFile:
 
     def __init__(self, path: Path) -> None:
         if not path.is_file():
-            raise UsageError(f"{path}: no such journal file")
+            raise UsageError(f"{path}: " + ("is a directory, not a journal file" if path.is_dir()
+                                            else "no such journal file"))
         self.path = path
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:

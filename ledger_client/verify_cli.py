@@ -39,11 +39,13 @@ if TYPE_CHECKING:
 DEFAULT_RPC = "http://127.0.0.1:8545"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_PROOF_BYTES = 64 * 1024
-EXIT_CODES = ("exit codes: 0 all verified; 11 tampered, 16 wrong key, 17 broken link, 18 wrong "
-              "gateway, 19 mislabelled seq, 13 revoked gateway, 12 unknown gateway, 15 wrong "
-              "chain, 14 not anchored (several failures: the first of these, most serious "
-              "first); 1 the ledger refused, 2 bad input (file, option, no contract chosen), "
-              "3 ledger unreachable")
+EXIT_CODES = """\
+exit codes: 0 every record verified; a record failed, the most serious first:
+  11 tampered, 16 wrong key, 17 broken link, 18 wrong gateway,
+  19 mislabelled seq, 13 revoked gateway, 12 unknown gateway, 15 wrong chain,
+  14 not anchored;
+  1 the ledger refused, 2 bad input (a file, an option, no contract chosen),
+  3 the ledger node cannot be reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +213,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     p = sub.add_parser(
         "verify", help="verify records against the ledger (evidence file, or record + proof)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Check each record with nothing but a JSON-RPC endpoint and the registry "
-                    "contract customs chose:\n"
+        description="Check each record with nothing but a JSON-RPC endpoint and the\n"
+                    "registry contract customs chose:\n"
                     "  - its signature with the gateway key registered on chain, and that the\n"
                     "    gateway was not revoked for that batch;\n"
                     "  - the Merkle inclusion proof, and that the contract holds that root with\n"

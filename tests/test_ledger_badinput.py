@@ -175,6 +175,7 @@ def test_the_other_commands_name_the_file_and_exit_2(files: dict[str, Path], tmp
         (["journal", "verify", str(files["binary"])], files["binary"]),
         (["journal", "verify", str(files["sqlite"])], files["sqlite"]),
         (["journal", "verify", str(files["missing"])], files["missing"]),
+        (["journal", "verify", str(tmp_path)], tmp_path),
         (["evidence", "export", "--journal", str(files["toml"]), "-o", str(tmp_path / "x"),
           "--seq", "1"], files["toml"]),
         (["ledger", "status", "--journal", str(files["sqlite"]), *rpc], files["sqlite"]),
@@ -206,6 +207,11 @@ def test_documented_non_2_codes_stay(files: dict[str, Path], tmp_path: Path,
     such as an absent serial device (firmware_sim/README.md)."""
     code, _, err = run(capsys, "keys", "show", "--key", str(files["missing"]))
     assert refused(code, err, files["missing"], expected=1)
+    code, _, err = run(capsys, "keys", "show", "--key", str(tmp_path))  # a directory
+    assert refused(code, err, tmp_path, expected=1)
+    under_a_file = files["toml"] / "gateway.key"  # its parent cannot be made
+    code, _, err = run(capsys, "keys", "init", "--key", str(under_a_file))
+    assert refused(code, err, files["toml"], expected=1)
     device = tmp_path / "ttyUSB9"
     code, _, err = run(capsys, "sim", "gps", "--device", str(device), "--fast")
     assert refused(code, err, device, expected=1)
