@@ -13,9 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak
-
 from sealtrail.errors import UsageError
+
+try:  # pycryptodome directly: web3 requires it (eth-hash[pycryptodome]); 25 ms less import
+    from Crypto.Hash import keccak as _keccak
+
+    def keccak(data: bytes) -> bytes:
+        return bytes(_keccak.new(digest_bits=256, data=data).digest())
+except ImportError:  # pragma: no cover - another eth-hash backend
+    from eth_hash.auto import keccak as _auto
+
+    def keccak(data: bytes) -> bytes:
+        return bytes(_auto(data))
 
 ANCHORED_SIG = "Anchored(bytes32,uint64,bytes32,uint64,uint64,bytes32)"
 ANCHORED_TOPIC = keccak(ANCHORED_SIG.encode())
@@ -31,7 +40,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 def gateway_key(gateway_id: str) -> bytes:
     """On-chain gateway id: keccak256 of the UTF-8 gateway id (fixed 32 bytes, any id length)."""
-    return bytes(keccak(gateway_id.encode("utf-8")))
+    return keccak(gateway_id.encode("utf-8"))
 
 
 def is_address(text: object) -> bool:
@@ -50,7 +59,7 @@ def to_checksum(address: str) -> str:
     digits = address.removeprefix("0x").lower()
     if len(digits) != 40 or not _HEX.issuperset(digits):
         raise UsageError(f"{address!r} is not an EVM address (0x and 40 hex digits)")
-    mask = bytes(keccak(digits.encode("ascii"))).hex()[:40]
+    mask = keccak(digits.encode("ascii")).hex()[:40]
     return "0x" + "".join(c.upper() if m in "89abcdef" else c
                           for c, m in zip(digits, mask, strict=True))
 
