@@ -73,11 +73,10 @@ def inspect(evidence: Evidence) -> list[_Item]:
     items = []
     for entry in evidence.records:
         try:
-            record: dict[str, Any] | None = parse_record(entry.signed)
+            record = parse_record(entry.signed)
         except TamperedRecord as exc:
             items.append(_Item(entry, None, [exc]))
             continue
-        assert record is not None
         item = _Item(entry, record)
         if record["gw"] != evidence.gateway_id:
             item.failures.append(WrongGateway(
