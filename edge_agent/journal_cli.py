@@ -16,7 +16,8 @@ from sealtrail.errors import UsageError
 
 def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{path}: " + ("is a directory, not a journal file" if path.is_dir()
+                                        else "no such file"))
     with path.open("rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
             raise UsageError(f"{path}: not a SealTrail journal (not an SQLite database)")
@@ -57,6 +58,9 @@ def _verify(args: argparse.Namespace) -> int:
                             start_seq=max(start, 1))
     except (RecordError, ProofError) as exc:
         print(f"BROKEN: {exc}")
+        return 1
+    except sqlite3.DatabaseError as exc:  # pages that SQLite cannot read past the header
+        print(f"BROKEN: {args.journal}: the database is damaged ({exc})")
         return 1
     finally:
         db.close()

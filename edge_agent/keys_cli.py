@@ -13,9 +13,13 @@ DEFAULT_KEY = Path("/var/lib/sealtrail/gateway.key")
 
 
 def _init(args: argparse.Namespace) -> int:
-    from ledger_client.keys import create_key, public_hex
+    from ledger_client.keys import KeyFileError, create_key, public_hex
 
-    key = create_key(args.key)
+    try:
+        key = create_key(args.key)
+    except OSError as exc:  # a parent that cannot be made, a read-only file system
+        raise KeyFileError(f"{exc.filename or args.key}: cannot create the key: "
+                              f"{exc.strerror or exc}") from None
     print(f"wrote {args.key} (mode 0600)")
     print(f"public key: {public_hex(key)}")
     print("give the public key to customs to register this gateway on the ledger (or, for a "
@@ -24,9 +28,13 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ledger_client.keys import load_key, public_hex
+    from ledger_client.keys import KeyFileError, load_key, public_hex
 
-    print(public_hex(load_key(args.key)))
+    try:
+        key = load_key(args.key)
+    except OSError as exc:  # a directory, a file this user may not read
+        raise KeyFileError(f"{args.key}: not a key file: {exc.strerror or exc}") from None
+    print(public_hex(key))
     return 0
 
 

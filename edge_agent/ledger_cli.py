@@ -22,16 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.journal import BATCH_FIELDS, Batch
-from edge_agent.retention import (  # proofs kept for records of pruned batches
-    pruned_through,
-    stored_path,
-)
 from ledger_client import cli as ledger
-from ledger_client.cli import UsageError, guarded
+from ledger_client import verify_cli
+from ledger_client.cli import guarded
 from ledger_client.proof import AnchorRef
+from sealtrail.errors import UsageError
 
-if TYPE_CHECKING:  # loads web3: only when a command runs, never for --help
+if TYPE_CHECKING:  # the journal and retention modules pull in asyncio: loaded when used
+    from edge_agent.journal import Batch
     from ledger_client import evidence
 
 IN_FLIGHT = ("signed", "sent")
@@ -42,7 +40,8 @@ class JournalFile:
 
     def __init__(self, path: Path) -> None:
         if not path.is_file():
-            raise UsageError(f"{path}: no such journal file")
+            raise UsageError(f"{path}: " + ("is a directory, not a journal file" if path.is_dir()
+                                            else "no such journal file"))
         self.path = path
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -82,6 +81,8 @@ class JournalFile:
              2**63 - 1 if to_ms is None else to_ms)))
 
     def batches(self) -> list[Batch]:
+        from edge_agent.journal import BATCH_FIELDS, Batch
+
         return [Batch(*row) for row in self.db.execute(
             f"SELECT {', '.join(BATCH_FIELDS)} FROM batches ORDER BY batch_seq")]
 
@@ -171,6 +172,8 @@ def unexported(jf: JournalFile, args: argparse.Namespace,
     """The seqs --seq asked for that are not in the journal, by why: ``pruned`` (retention
     deleted them: only alerts, their evidence and batch boundaries are kept) or
     ``beyond_head``. An export says so rather than silently being smaller than asked."""
+    from edge_agent.retention import pruned_through
+
     boundary, head = pruned_through(jf.db), jf.head()
     kept = sorted(chosen)
     gaps: list[tuple[int, int]] = []
@@ -206,6 +209,7 @@ def _merged(gaps: list[tuple[int, int]]) -> list[str]:
 
 def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
                    selection: dict[str, Any]) -> evidence.Evidence:
+    from edge_agent.retention import stored_path  # proofs kept for records of pruned batches
     from ledger_client import evidence
 
     batches = [_batch_info(b) for b in jf.batches()]
@@ -334,9 +338,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.journal is None:
         if args.alert or args.seq:
             raise UsageError("--alert/--seq need --journal")
-        return ledger.cmd_verify(args)
+        return verify_cli.cmd_verify(args)
     if args.evidence is not None or args.record is not None:
         raise UsageError("with --journal, select the record by --alert ID or --seq N")
+    choice = verify_cli.choose_ledger(args)  # refuse before reading anything
     jf = JournalFile(args.journal)
     try:
         if args.alert:
@@ -354,8 +359,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         jf.close()
     if args.proof is not None:  # check the proof that was handed over, not a fresh one
-        ev = ledger.single(ev.records[0].signed, ledger.read_proof_file(args.proof))
-    return ledger.verify_evidence(ev, args)
+        ev = verify_cli.single(ev.records[0].signed, verify_cli.read_proof_file(args.proof))
+    return verify_cli.verify_evidence(ev, args, choice)
 
 
 def add_parsers(subparsers: ledger.SubParsers) -> None:

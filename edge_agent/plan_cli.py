@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,6 @@ from geofences import (
     ROLES,
     FenceBundle,
     GeofenceError,
-    SignatureError,
     TransitPlan,
     load_trusted_keys,
     parse_fences,
@@ -39,41 +37,61 @@ from geofences import (
     read_envelope,
     sign_envelope,
 )
-from geofences.envelope import MALFORMED
+from ledger_client import boundedjson
 from ledger_client.keys import KeyFileError, load_key
+from sealtrail.errors import UsageError
 
-OK, BAD_SIGNATURE, BAD_INPUT = 0, 1, 2
+OK = 0
 _FORMAT_KIND = {PLAN_FORMAT: "plan", FENCES_FORMAT: "fences"}
-
-
-class _Fail(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+MAX_DOCUMENT_DEPTH = 64
+"""A plan is at most about ten levels deep (a MultiPolygon's coordinates are four); anything
+deeper is refused on its bytes, before a recursive JSON parser sees it."""
 
 
 def _read(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
-        raise _Fail(BAD_INPUT, f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+        raise UsageError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    _bounded(data, path, what)
+    return data
+
+
+def _bounded(data: bytes, path: Path, what: str) -> None:
+    """UsageError naming `path` for a document too large or nested too deep to be a plan."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise UsageError(f"{path}: {what} is larger than {MAX_DOCUMENT_BYTES} bytes")
+    found = boundedjson.depth(data)
+    if found > MAX_DOCUMENT_DEPTH:
+        raise UsageError(f"{path}: {what} is nested {found} deep, more than the "
+                         f"{MAX_DOCUMENT_DEPTH} a plan or fence bundle can be")
+
+
+def _format(data: bytes) -> Any:
+    """The ``format`` field of a JSON document, or None when there is none to be read."""
+    try:
+        doc = boundedjson.loads(data, max_bytes=MAX_DOCUMENT_BYTES,
+                                max_depth=MAX_DOCUMENT_DEPTH)
+    except boundedjson.JsonBoundError:
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None
 
 
 def _kind_of(payload: bytes, path: Path, wanted: str | None) -> str:
     """The document's kind from its ``format``; ``--kind`` must agree when given."""
-    try:
-        fmt = json.loads(payload).get("format")
-    except (ValueError, AttributeError):
-        fmt = None
+    fmt = _format(payload)
     kind = _FORMAT_KIND.get(fmt) if isinstance(fmt, str) else None
     if kind is None:
         kind = wanted or "plan"  # let the parser explain what is wrong with it
     elif wanted is not None and wanted != kind:
-        raise _Fail(BAD_INPUT, f"{path}: is a {kind} ({fmt}), not a {wanted}")
+        raise UsageError(f"{path}: is a {kind} ({fmt}), not a {wanted}")
     return kind
 
 
-def _parse(kind: str, payload: bytes, source: str) -> TransitPlan | FenceBundle:
+def _parse(kind: str, payload: bytes, source: str, path: Path) -> TransitPlan | FenceBundle:
+    _bounded(payload, path, kind)  # an envelope's payload is a string: measured on its own
     return (parse_plan if kind == "plan" else parse_fences)(payload, source=source)
 
 
@@ -98,14 +116,14 @@ def _sign(args: argparse.Namespace) -> int:
     try:
         key = load_key(args.key)
     except KeyFileError as exc:
-        raise _Fail(BAD_INPUT, f"customs key: {exc}") from None
+        raise UsageError(f"customs key: {exc}") from None
     try:
-        doc = _parse(kind, payload, str(src))  # refuse to sign what a gateway would refuse
+        doc = _parse(kind, payload, str(src), src)  # refuse to sign what a gateway refuses
     except GeofenceError as exc:
-        raise _Fail(BAD_INPUT, f"not signed: {exc}") from None
+        raise UsageError(f"not signed: {exc}") from None
     out: Path = args.output or src.with_name(f"{src.stem}.signed.json")
     if out.exists() and not args.force:
-        raise _Fail(BAD_INPUT, f"{out} exists; pass --force to replace it")
+        raise UsageError(f"{out} exists; pass --force to replace it")
     env = sign_envelope(kind, payload, key, check=False)
     _write_atomic(out, env)
     ident = doc.plan_id if isinstance(doc, TransitPlan) else f"{doc.bundle_id} v{doc.version}"
@@ -116,30 +134,22 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _open(path: Path, trusted: Path | None, kind: str | None) -> tuple[Any, str, str]:
-    """(document, signer hex, signer status) of an envelope; raises _Fail with the exit code."""
+    """(document, signer hex, signer status) of an envelope. A malformed envelope raises
+    SignatureError with exit 2, a bad or untrusted signature with exit 1 (its `reason`)."""
     data = _read(path, "the signed envelope")
-    try:
-        env = read_envelope(data, str(path))
-    except SignatureError as exc:
-        raise _Fail(BAD_INPUT if exc.reason == MALFORMED else BAD_SIGNATURE, str(exc)) from None
+    env = read_envelope(data, str(path))
     if kind is not None and env.kind != kind:
-        raise _Fail(BAD_INPUT, f"{path}: holds a {env.kind}, not a {kind}")
+        raise UsageError(f"{path}: holds a {env.kind}, not a {kind}")
     if trusted is not None:
-        try:
-            keys = load_trusted_keys(trusted)
-        except GeofenceError as exc:
-            raise _Fail(BAD_INPUT, str(exc)) from None
+        keys = load_trusted_keys(trusted)  # GeofenceError: exit 2, names the file
         status = "trusted"
     else:
         keys, status = [env.signer], "signature valid; signer NOT checked (no --trusted-keys)"
+    env.verify(keys, str(path))  # SignatureError: unknown signer or bad signature, exit 1
     try:
-        env.verify(keys, str(path))
-    except SignatureError as exc:
-        raise _Fail(BAD_SIGNATURE, str(exc)) from None
-    try:
-        doc = _parse(env.kind, env.payload, f"{path} ({env.kind})")
+        doc = _parse(env.kind, env.payload, f"{path} ({env.kind})", path)
     except GeofenceError as exc:
-        raise _Fail(BAD_INPUT, f"signature good but the {env.kind} is unusable: {exc}") from None
+        raise UsageError(f"signature good but the {env.kind} is unusable: {exc}") from None
     return doc, env.signer_hex, status
 
 
@@ -229,32 +239,15 @@ def _show_text(s: dict[str, Any]) -> str:
 def _show(args: argparse.Namespace) -> int:
     path: Path = args.document
     data = _read(path, "the document")
-    try:
-        fmt = json.loads(data).get("format")
-    except (ValueError, AttributeError):
-        fmt = None
-    if fmt in _FORMAT_KIND:  # an unsigned draft: show it, say so
+    if _format(data) in _FORMAT_KIND:  # an unsigned draft: show it, say so
         kind = _kind_of(data, path, args.kind)
-        try:
-            doc = _parse(kind, data, str(path))
-        except GeofenceError as exc:
-            raise _Fail(BAD_INPUT, str(exc)) from None
+        doc = _parse(kind, data, str(path), path)  # GeofenceError: exit 2
         signer, status = None, "UNSIGNED draft: a gateway refuses it until signed"
     else:
         doc, signer, status = _open(path, args.trusted_keys, args.kind)
     summary = _summary(doc, signer, status)
     print(json.dumps(summary, indent=1) if args.json else _show_text(summary))
     return OK
-
-
-def _guard(func: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(func(args))
-        except _Fail as exc:
-            print(f"sealtrail plan {args.plan_command}: {exc}", file=sys.stderr)
-            return exc.code
-    return run
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -278,7 +271,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                       help="envelope to write (default: PLAN.signed.json beside the input)")
     sign.add_argument("--kind", choices=("plan", "fences"), default=None, help=kind_help)
     sign.add_argument("--force", action="store_true", help="replace an existing output file")
-    sign.set_defaults(func=_guard(_sign))
+    sign.set_defaults(func=_sign)
 
     verify = sub.add_parser(
         "verify", help="check a signed envelope as a gateway would",
@@ -292,7 +285,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              "[rules] customs_keys_file)")
     verify.add_argument("--kind", choices=("plan", "fences"), default=None,
                         help="require this kind of envelope")
-    verify.set_defaults(func=_guard(_verify))
+    verify.set_defaults(func=_verify)
 
     show = sub.add_parser(
         "show", help="print what a plan or bundle says",
@@ -307,4 +300,4 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show.add_argument("--kind", choices=("plan", "fences"), default=None,
                       help="require this kind of document")
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
-    show.set_defaults(func=_guard(_show))
+    show.set_defaults(func=_show)

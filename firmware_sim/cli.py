@@ -3,6 +3,11 @@
 The agent's CLI mounts this group with ``add_parser(subparsers)``; the module also runs on its
 own (``python -m firmware_sim.cli sim gps ...``) because the simulator stands for independent
 device firmware and must be usable without the agent installed.
+
+Errors are raised as ``sealtrail.errors`` classes and printed as one line by whichever entry
+point ran the command (``sealtrail``'s handler, or ``main`` here): ``UsageError`` (exit 2) for
+bad arguments, route or scenario files, ``SimRunError`` (exit 1) for I/O and network failures
+while running (an unplugged adapter, an unreachable broker), as firmware_sim/README.md says.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from firmware_sim.cli_fleet import add_parsers
+from firmware_sim.cli_fleet import SimRunError, add_parsers
 from firmware_sim.gnss import ClockSkew, Conditions, Jamming, Window
 from firmware_sim.gps import GpsReceiver, epochs_per_pass
 from firmware_sim.motion import Motion, Stop
 from firmware_sim.nmea import SENTENCES
 from firmware_sim.pty import PtyPair
 from firmware_sim.route import PositionNoise, Route
+from sealtrail.errors import SealTrailError, UsageError
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_ROUTE = SCENARIOS_DIR / "demo_truck_route.geojson"
@@ -222,13 +228,16 @@ def _open_device(path: str, baud: int) -> int:
     """
     if path == "-":
         return os.dup(sys.stdout.fileno())
-    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:  # no such device: an adapter that is not plugged in
+        raise SimRunError(f"--device {path}: {exc.strerror or exc}") from None
     try:
         if os.isatty(fd):
             tty.setraw(fd)
             speed = getattr(termios, f"B{baud}", None)
             if speed is None:
-                raise ValueError(f"unsupported baud rate {baud}")
+                raise UsageError(f"--baud: unsupported baud rate {baud}")
             attrs = termios.tcgetattr(fd)
             attrs[4] = attrs[5] = speed
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
@@ -257,13 +266,9 @@ def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
 
 def run_sim_gps(args: argparse.Namespace) -> int:
     """Run ``sim gps`` with parsed arguments; returns the process exit status."""
+    route = load_route(args.route, args.speed_mps)
     try:
-        route = Route.from_geojson_file(args.route, args.speed_mps)
         noise = PositionNoise(args.noise_m, args.seed) if args.noise_m > 0 else None
-    except (OSError, ValueError) as exc:
-        _err(f"cannot load route: {exc}")
-        return 2
-    try:
         motion = Motion(route, stops=[Stop(a, d) for a, d in args.stop])
         conditions = Conditions(
             dropouts=tuple(Window(a, d) for a, d in args.dropout),
@@ -275,11 +280,9 @@ def run_sim_gps(args: argparse.Namespace) -> int:
         if bad or not sentences:
             raise ValueError(f"--sentences: unknown {bad}; choose from {','.join(SENTENCES)}")
     except ValueError as exc:
-        _err(str(exc))
-        return 2
+        raise UsageError(str(exc)) from None
     if args.t0_ms is not None and not args.fast:
-        _err("--t0-ms only applies with --fast (real time uses the wall clock)")
-        return 2
+        raise UsageError("--t0-ms only applies with --fast (real time uses the wall clock)")
     stop = threading.Event()
     info = sys.stderr if args.device == "-" else sys.stdout
     try:
@@ -323,19 +326,41 @@ def run_sim_gps(args: argparse.Namespace) -> int:
         _err("interrupted")
         return 130
     except (OSError, ValueError) as exc:
-        _err(str(exc))
-        return 1
+        raise SimRunError(str(exc)) from None
     _err(f"done: {receiver.epochs_written} epochs written, {receiver.epochs_dropped} dropped")
     return 0
 
 
+def load_route(path: Path, speed_mps: float) -> Route:
+    """The route file's LineString; UsageError (exit 2) naming the file when it is unusable.
+
+    A file nested deeper than the recursion limit is a RecursionError in this process, which
+    never loads web3 (whose py_ecc raises the limit until the C parser overflows the stack)."""
+    try:
+        return Route.from_geojson_file(path, speed_mps)
+    except OSError as exc:
+        raise UsageError(f"--route {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--route {path}: not a GeoJSON file (not UTF-8 text)") from None
+    except RecursionError:
+        raise UsageError(f"--route {path}: not a usable GeoJSON file (nested too deep)") from None
+    except ValueError as exc:
+        raise UsageError(f"--route {path}: cannot load route: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m firmware_sim.cli sim gps ...``."""
+    """Stand-alone entry point: ``python -m firmware_sim.cli sim gps ...``; prints an error
+    as one line ("sim gps: ...") and returns its exit code, like ``sealtrail``'s handler."""
     parser = argparse.ArgumentParser(prog="firmware_sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_parser(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SealTrailError as exc:
+        print(f"sim {getattr(args, 'sim_command', None) or ''}: {exc}".replace(" :", ":"),
+              file=sys.stderr, flush=True)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from firmware_sim.keystore import (
 )
 from firmware_sim.scenario import Scenario, load_scenario, parse_scenario
 from firmware_sim.tomlcheck import ScenarioError
+from sealtrail.errors import SealTrailError, UsageError
 
 Sub = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -172,16 +173,45 @@ def _say(cmd: str, msg: str) -> None:
     print(f"sim {cmd}: {msg}", file=sys.stderr, flush=True)
 
 
-def run_fleet_command(args: argparse.Namespace) -> int:
+class SimRunError(SealTrailError):
+    """An I/O or network failure while the simulators run (exit 1, as documented)."""
+
+
+def _scenario(given: Path) -> Scenario:
+    """The scenario file (or a shipped one's name), validated; UsageError (exit 2) naming the
+    file otherwise."""
+    path = scenario_path(given)
     try:
-        scenario = load_scenario(scenario_path(args.scenario))
-        keys = read_keystore(args.keys) if args.keys else None
-    except (ScenarioError, OSError, ValueError) as exc:
-        _say("fleet", str(exc))
-        return 2
+        return load_scenario(path)
+    except ScenarioError:
+        raise
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a TOML scenario (not UTF-8 text)") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{path}: not a usable TOML scenario ({exc})") from None
+
+
+def _keystore(path: Path) -> dict[str, bytes]:
+    """A seal keystore; UsageError (exit 2) naming the file when it cannot be used."""
+    try:
+        return read_keystore(path)
+    except OSError as exc:
+        raise UsageError(f"--keys {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--keys {path}: not a keystore (not UTF-8 text)") from None
+    except RecursionError:
+        raise UsageError(f"--keys {path}: not a keystore (nested too deep)") from None
+    except ValueError as exc:
+        text = str(exc)
+        raise UsageError(text if text.startswith(str(path)) else f"--keys {path}: {text}") \
+            from None
+
+
+def run_fleet_command(args: argparse.Namespace) -> int:
+    scenario = _scenario(args.scenario)
+    keys = _keystore(args.keys) if args.keys else None
     if args.duration is not None and args.duration <= 0:
-        _say("fleet", "--duration must be > 0")
-        return 2
+        raise UsageError("--duration must be > 0")
     return _run(args, scenario, keys, "fleet")
 
 
@@ -203,10 +233,11 @@ def run_seal_command(args: argparse.Namespace) -> int:
             doc["readers"] = [{"id": "reader", **(
                 {"link": str(args.pty_link)} if args.pty_link else {})}]
         scenario = parse_scenario(doc, base_dir=Path.cwd())
-        keys = read_keystore(args.keys) if args.keys else None
-    except (ScenarioError, OSError, ValueError) as exc:
-        _say("seal", str(exc))
-        return 2
+    except ScenarioError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    keys = _keystore(args.keys) if args.keys else None
     args.duration = None
     args.pty_dir = None
     args.keys_out = None
@@ -214,23 +245,25 @@ def run_seal_command(args: argparse.Namespace) -> int:
 
 
 def run_keys_command(args: argparse.Namespace) -> int:
-    try:
-        if args.scenario is not None:
-            scenario = load_scenario(scenario_path(args.scenario))
-            ids = [s.id for s in scenario.seals]
-            seed = args.seed if args.seed is not None else scenario.seed
-        else:
-            if args.count < 1:
-                raise ValueError("--count must be >= 1")
+    if args.scenario is not None:
+        scenario = _scenario(args.scenario)
+        ids = [s.id for s in scenario.seals]
+        seed = args.seed if args.seed is not None else scenario.seed
+    else:
+        if args.count < 1:
+            raise UsageError("--count must be >= 1")
+        try:
             ids = default_seal_ids(args.count, args.prefix)
-            seed = args.seed or 0
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        seed = args.seed or 0
+    try:
         write_keystore(args.out, derived_keys(seed, ids), force=args.force)
     except FileExistsError:
-        _say("keys", f"{args.out} exists; not overwriting it (use --force to replace)")
-        return 1
-    except (ScenarioError, OSError, ValueError) as exc:
-        _say("keys", str(exc))
-        return 2
+        raise SimRunError(f"{args.out} exists; not overwriting it (use --force to "
+                          "replace)") from None
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
     print(f"wrote {args.out}: {len(ids)} seal keys (seed {seed}, mode 0600)")
     return 0
 
@@ -253,26 +286,21 @@ def _run(args: argparse.Namespace, scenario: Scenario, keys: dict[str, bytes] | 
         progress_s=args.progress_s, log=lambda m: _say(cmd, m), on_event=on_event,
     )
     if args.t0_ms is not None and not args.fast:
-        _say(cmd, "--t0-ms only applies with --fast (real time uses the wall clock)")
-        return 2
+        raise UsageError("--t0-ms only applies with --fast (real time uses the wall clock)")
     try:
         fleet = Fleet(scenario, opts)
         if args.keys_out is not None:
             write_keystore(args.keys_out, {s: d.seal.key for s, d in fleet.seals.items()})
         summary = asyncio.run(_with_signals(fleet, opts))
     except FileExistsError as exc:
-        _say(cmd, f"{exc.filename}: exists; not overwriting it")
-        return 1
-    except ScenarioError as exc:
-        _say(cmd, str(exc))
-        return 2
+        raise SimRunError(f"{exc.filename}: exists; not overwriting it") from None
+    except SealTrailError:
+        raise
     except (OSError, ValueError, ConnectionError) as exc:
-        _say(cmd, f"{type(exc).__name__}: {exc}")
-        return 1
+        raise SimRunError(f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:  # aiomqtt.MqttError and friends: report, don't trace
         if type(exc).__module__.startswith("aiomqtt"):
-            _say(cmd, f"MQTT: {exc}")
-            return 1
+            raise SimRunError(f"MQTT: {exc}") from None
         raise
     if args.summary is not None:
         args.summary.write_text(json.dumps(summary, indent=1) + "\n")

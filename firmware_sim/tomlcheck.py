@@ -12,9 +12,11 @@ import difflib
 import math
 from typing import Any
 
+from sealtrail.errors import UsageError
 
-class ScenarioError(ValueError):
-    """A scenario file is unreadable or invalid; the message names the file and the key."""
+
+class ScenarioError(UsageError):
+    """A scenario file is unreadable or invalid; the message names the file and the key (exit 2)."""
 
 
 class Table:

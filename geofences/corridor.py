@@ -34,6 +34,7 @@ from geofences.projection import (
     great_circle_m,
 )
 from geofences.segment_grid import BRUTE_MAX_SEGMENTS, SegmentGrid
+from sealtrail.errors import EXIT_USAGE, SealTrailError
 
 _TREE_MIN_VERTICES = 32
 """Lines with more vertices get an STR-tree of their segments; shorter ones are scanned."""
@@ -48,8 +49,12 @@ Fix = tuple[int, int]
 """A position on the wire: (lat_e7, lon_e7), degrees x 1e7."""
 
 
-class GeofenceError(ValueError):
-    """A geofence definition (or persisted geofence state) is unusable; the message says why."""
+class GeofenceError(SealTrailError, ValueError):
+    """A geofence definition (or persisted geofence state) is unusable; the message says why.
+
+    Met by a command it is bad input (exit 2): a plan, bundle or keys file that cannot be used."""
+
+    exit_code = EXIT_USAGE
 
 
 class SegmentCheck(NamedTuple):

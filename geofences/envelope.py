@@ -36,6 +36,7 @@ from geofences.plan import (
     parse_fences,
     parse_plan,
 )
+from sealtrail.errors import EXIT_FAILED, EXIT_USAGE
 
 ENVELOPE_FORMAT = "sealtrail-signed/1"
 KINDS = ("plan", "fences")
@@ -52,11 +53,14 @@ class SignatureError(GeofenceError):
     """The envelope is malformed, unsigned, from an untrusted key, or its signature is wrong.
 
     ``reason`` says which: ``malformed`` | ``unsigned`` | ``unknown_signer`` | ``bad_signature``.
+    A malformed envelope is bad input (exit 2); the other reasons are a refusal (exit 1), which
+    a script must be able to tell from "wrong file".
     """
 
     def __init__(self, message: str, reason: str = MALFORMED) -> None:
         super().__init__(message)
         self.reason = reason
+        self.exit_code = EXIT_USAGE if reason == MALFORMED else EXIT_FAILED
 
 
 def signing_input(kind: str, payload: bytes) -> bytes:

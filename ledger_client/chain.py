@@ -11,7 +11,6 @@ block hash and log index of the anchor.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,20 @@ from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import TxParams, TxReceipt
 
 from ledger_client import tx
-from ledger_client.errors import REVERTS, ChainError, ContractRevert, RevertDecoder
+from ledger_client.abi import ANCHORED_SIG as ANCHORED_SIG  # abi: shared with reader; re-exported
+from ledger_client.abi import ANCHORED_TOPIC, CHAIN_DOMAIN, LOG_WINDOW, gateway_key
+from ledger_client.abi import TRUST_ALL as TRUST_ALL
+from ledger_client.abi import AnchorEvent as AnchorEvent
+from ledger_client.abi import GatewayInfo as GatewayInfo
+from ledger_client.errors import ChainError, ContractRevert
 from ledger_client.errors import NonceConsumed as NonceConsumed  # re-exported for callers
 from ledger_client.errors import Underpriced as Underpriced
+from ledger_client.reverts import REVERTS, RevertDecoder
 from ledger_client.tx import Fees, Sender
 from ledger_client.tx import fund as fund
+from sealtrail.errors import UsageError
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "contracts" / "SealTrailAnchor.json"
-ANCHORED_SIG = "Anchored(bytes32,uint64,bytes32,uint64,uint64,bytes32)"
-ANCHORED_TOPIC = keccak(text=ANCHORED_SIG)
-CHAIN_DOMAIN = b"sealtrail/v1"
-LOG_WINDOW = 1000
-"""Blocks per eth_getLogs request: Besu's default --rpc-max-logs-range."""
-TRUST_ALL = 2**64 - 1
-"""`last_trusted_batch` meaning "every batch anchored before the revocation"."""
 
 
 @cache
@@ -45,11 +44,6 @@ def load_artifact() -> dict[str, Any]:
     """The committed compile output (abi, bytecode, compiler, settings)."""
     artifact: dict[str, Any] = json.loads(ARTIFACT_PATH.read_text(encoding="utf-8"))
     return artifact
-
-
-def gateway_key(gateway_id: str) -> bytes:
-    """On-chain gateway id: keccak256 of the UTF-8 gateway id (fixed 32 bytes, any id length)."""
-    return keccak(gateway_id.encode("utf-8"))
 
 
 def genesis_chain_hash(gateway_id: str) -> bytes:
@@ -79,7 +73,7 @@ def connect(rpc_url: str | None = None, *, poa: bool | None = None, timeout: flo
     elif rpc_url.startswith(("http://", "https://")):
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     else:
-        raise ValueError(f"unsupported ledger RPC URL {rpc_url!r}: use http(s)://host:port")
+        raise UsageError(f"unsupported ledger RPC URL {rpc_url!r}: use http(s)://host:port")
     if poa is None and rpc_url is not None:
         poa = any(_long_extra_data(w3, rpc_url, block) for block in ("0x0", "latest"))
     if poa:
@@ -96,39 +90,6 @@ def _long_extra_data(w3: Web3, rpc_url: str, block: str) -> bool:
     if reply.get("error") or not reply.get("result"):
         raise ChainError(f"cannot read block {block} from {rpc_url}: {reply.get('error')}")
     return len(bytes.fromhex(reply["result"]["extraData"][2:])) > 32
-
-
-@dataclass(frozen=True)
-class GatewayInfo:
-    pubkey: bytes
-    submitter: str
-    registered_at: int
-    revoked_at: int  # block of the revocation, 0 while active
-    last_batch: int
-    next_seq: int
-    chain_hash: bytes
-    last_trusted_batch: int = 0  # after a revocation: batches 1..this are still trusted
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at != 0
-
-    def trusts_batch(self, batch_seq: int) -> bool:
-        """Whether customs still trusts records anchored in `batch_seq` (see revokeGateway)."""
-        return not self.revoked or batch_seq <= self.last_trusted_batch
-
-
-@dataclass(frozen=True)
-class AnchorEvent:
-    batch_seq: int
-    root: bytes
-    first_seq: int
-    tree_size: int
-    chain_hash: bytes
-    tx_hash: bytes
-    block_number: int
-    block_hash: bytes
-    log_index: int
 
 
 class AnchorRegistry:
@@ -154,6 +115,10 @@ class AnchorRegistry:
         if self._chain_id is None:
             self._chain_id = self.w3.eth.chain_id
         return self._chain_id
+
+    def head_block(self) -> int:
+        """The node's latest block number (what confirmations are counted from)."""
+        return int(self.w3.eth.block_number)
 
     def decode_revert(self, data: bytes) -> ContractRevert:
         """Turn revert bytes into ContractRevert naming the custom error (or Error/Panic)."""

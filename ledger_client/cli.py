@@ -3,10 +3,12 @@
 Lives in ledger_client, not edge_agent, because customs runs it without any gateway code: only a
 JSON-RPC endpoint, the registry address and, for administration, an EVM key file. The gateway
 CLI (`edge_agent.ledger_cli`) mounts these commands and adds the ones that read a journal.
+`sealtrail verify` itself is `verify_cli`.
 
-Exit codes: 0 ok; 1 the ledger refused (revert, key, timeout); 2 bad input; 3 ledger unreachable;
-10-16 a record did not verify (see ledger_client.verify: 11 tampered, 12 unknown gateway,
-13 revoked gateway, 14 not anchored, 15 wrong chain, 16 wrong key).
+Errors are raised, not printed: every failure is a `sealtrail.errors.SealTrailError` with its
+exit code, and the `sealtrail` command prints it as one line. Exit codes: 0 ok; 1 the ledger
+refused (revert, key, timeout); 2 bad input; 3 ledger unreachable; 10-19 a record did not verify
+(`ledger_client.verify`).
 """
 
 from __future__ import annotations
@@ -19,18 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger_client.merkle import ProofError
-from ledger_client.proof import Proof
-from ledger_client.records import RecordError, parse
-from sealtrail.errors import UsageError
+from ledger_client import verify_cli
+from sealtrail.errors import SealTrailError, Unreachable, UsageError
 
 if TYPE_CHECKING:  # web3 and the EVM code load in a second; `--help` must not wait for them
     from web3 import Web3
 
-    from ledger_client import chain, evidence
+    from ledger_client import chain
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-DEFAULT_RPC = "http://127.0.0.1:8545"
+DEFAULT_RPC = verify_cli.DEFAULT_RPC
 Handler = Callable[[argparse.Namespace], int]
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -98,30 +98,40 @@ def _confirmed(w3: Web3, receipt: Any, args: argparse.Namespace) -> Any:
 
 
 def guarded(handler: Handler) -> Handler:
-    """Map what can go wrong to a one-line message and the documented exit code."""
+    """Give the few foreign exceptions a ledger command meets their place in the project's
+    hierarchy, and let every SealTrailError through to the `sealtrail` command's handler
+    (one line, its exit code): web3's connection errors (requests', which are OSErrors) are
+    an unreachable ledger, its timeout a ledger failure, a file that cannot be opened or
+    written bad input. Anything else stays a bug (exit 70)."""
 
     def run(args: argparse.Namespace) -> int:
-        from web3.exceptions import TimeExhausted
-
-        from ledger_client import evidence
-        from ledger_client.errors import ChainError
-        from ledger_client.evmkey import EvmKeyError
-
-        where = f"sealtrail {args.command}"
         try:
             return handler(args)
-        except (UsageError, EvmKeyError, evidence.EvidenceError, RecordError, ProofError) as exc:
-            print(f"{where}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except (ChainError, TimeExhausted) as exc:
-            print(f"{where}: ledger: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-        except OSError as exc:  # requests' ConnectionError/Timeout are OSErrors
-            print(f"{where}: cannot reach the ledger at {getattr(args, 'rpc', '?')}: {exc}",
-                  file=sys.stderr)
-            return EXIT_UNREACHABLE
+        except SealTrailError:
+            raise
+        except Exception as exc:
+            raise translated(exc, getattr(args, "rpc", None)) from exc
 
     return run
+
+
+def translated(exc: Exception, rpc: str | None) -> Exception:
+    """`exc` as a SealTrailError where it is one of the foreign errors above; else `exc`. The
+    web3 and requests classes are looked up only if those modules are already loaded (if they
+    are not, `exc` cannot be one of theirs)."""
+    from ledger_client.errors import ChainError
+
+    requests_exc = sys.modules.get("requests.exceptions")
+    web3_exc = sys.modules.get("web3.exceptions")
+    if requests_exc is not None and isinstance(exc, requests_exc.RequestException):
+        return Unreachable(f"cannot reach the ledger at {rpc}: {exc}")
+    if web3_exc is not None and isinstance(exc, web3_exc.TimeExhausted):
+        return ChainError(f"ledger: {exc}")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return UsageError(f"{exc.filename}: {exc.strerror or exc}")
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return Unreachable(f"cannot reach the ledger at {rpc}: {exc}")
+    return exc
 
 
 # --- ledger administration ------------------------------------------------------------------
@@ -263,85 +273,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- verification ------------------------------------------------------------------------------
-
-def read_record_file(path: Path) -> bytes:
-    """A record file holds the signed bytes exactly (a trailing newline is tolerated)."""
-    try:
-        signed = path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
-    parse(signed)  # RecordError (exit 2) for a file that is not a canonical record at all
-    return signed
-
-
-def read_proof_file(path: Path) -> Proof:
-    try:
-        return Proof.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a proof file ({exc})") from None
-
-
-def single(signed: bytes, proof: Proof | None) -> evidence.Evidence:
-    from ledger_client import evidence
-
-    """A one-record evidence document, so every input takes the same verification path."""
-    record = parse(signed)
-    anchor = proof.anchor if proof else None
-    return evidence.Evidence(
-        record["gw"], [evidence.EvidenceRecord(record["seq"], signed, proof,
-                                               proof.status if proof else "pending")],
-        anchor.chain_id if anchor else None, anchor.contract if anchor else None)
-
-
-def load_evidence(args: argparse.Namespace) -> evidence.Evidence:
-    from ledger_client import evidence
-
-    if args.evidence is not None:
-        if args.record or args.proof:
-            raise UsageError("give an evidence file, or --record with --proof, not both")
-        try:
-            return evidence.load(args.evidence.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"{args.evidence}: {exc.strerror}") from None
-    if args.record is None or args.proof is None:
-        raise UsageError("nothing to verify: give an evidence file, or --record FILE and "
-                         "--proof FILE")
-    return single(read_record_file(args.record), read_proof_file(args.proof))
-
-
-def verify_evidence(ev: evidence.Evidence, args: argparse.Namespace) -> int:
-    from web3 import Web3
-
-    from ledger_client import chain, evidence
-
-    """Verify, print one line per record and a summary; exit code of the worst failure."""
-    if args.confirmations < 0:
-        raise UsageError("--confirmations must be >= 0")
-    address = args.contract or ev.contract
-    if address is None:
-        raise UsageError("no contract: the evidence names none (nothing anchored); pass "
-                         "--contract")
-    if not args.contract:
-        print(f"warning: trusting the contract named in the evidence ({address}); pass "
-              "--contract with the registry your administration uses", file=sys.stderr)
-    if not Web3.is_address(address):
-        raise UsageError(f"contract {address!r} is not an EVM address")
-    reg = chain.AnchorRegistry(connect(args), address)
-    if ev.chain_id is None or ev.chain_id == reg.chain_id:
-        reg.check_deployed()  # on another chain, every record fails as wrong chain instead
-    results = evidence.verify(ev, reg, min_confirmations=args.confirmations)
-    print(f"ledger: chain {reg.chain_id}, contract {reg.address}, at least "
-          f"{args.confirmations} confirmations required")
-    lines, code = evidence.report(results, verbose=args.verbose)
-    print("\n".join(lines))
-    return code
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    return verify_evidence(load_evidence(args), args)
-
-
 # --- parsers -----------------------------------------------------------------------------------
 
 def _customs_action(lsub: SubParsers, name: str, handler: Handler, summary: str,
@@ -406,23 +337,7 @@ def add_commands(sub: SubParsers) -> dict[str, argparse.ArgumentParser]:
     p.set_defaults(func=guarded(cmd_status))
     parsers["status"] = p
 
-    p = sub.add_parser(
-        "verify", help="verify records against the ledger (evidence file, or record + proof)",
-        description="Check each record with nothing but a JSON-RPC endpoint: its signature "
-                    "with the gateway key registered on chain, that the gateway was not "
-                    "revoked for that batch, the Merkle inclusion proof, and that the contract "
-                    "holds that root with enough confirmations. Prints one line per record and "
-                    "a summary; exits 0 only if all verify, else with the code of the most "
-                    "serious failure: 11 tampered, 16 wrong key, 13 revoked gateway, 12 "
-                    "unknown gateway, 15 wrong chain, 14 not anchored (2 bad input, 3 node "
-                    "unreachable).")
-    p.add_argument("evidence", type=Path, nargs="?", help="evidence file (`evidence export`)")
-    p.add_argument("--record", type=Path, metavar="FILE", help="a record's signed bytes")
-    p.add_argument("--proof", type=Path, metavar="FILE", help="its proof (DESIGN.md 'Proof')")
-    add_rpc_options(p, contract_required=False)
-    p.add_argument("--confirmations", type=int, default=0, metavar="N",
-                   help="blocks required on top of the anchoring block (default 0)")
-    p.add_argument("-v", "--verbose", action="store_true", help="print every check")
-    p.set_defaults(func=guarded(cmd_verify))
+    p = verify_cli.add_parser(sub)
+    p.set_defaults(func=guarded(verify_cli.cmd_verify))
     parsers["verify"] = p
     return parsers

@@ -1,40 +1,26 @@
-"""What the ledger said no to, in one vocabulary whichever node said it.
+"""The ledger's failures as users meet them: each one a ``sealtrail.errors.SealTrailError``.
 
-eth-tester, anvil, geth and Besu report the same refusal in different shapes (an exception
-class, a JSON-RPC error code, a message, revert bytes in one of three places). Callers need
-to branch on the meaning, not the shape: "the contract reverted with BadBatchSeq(2, 3)", "that
-nonce is taken", "the fee is too low", so the shapes are mapped here once.
+These classes carry the meaning ("the contract reverted with BadBatchSeq(2, 3)", "that nonce is
+taken", "the fee is too low"); ``ledger_client.reverts`` maps each node's shape of saying so
+(eth-tester, anvil, geth, Besu) onto them. This module imports nothing heavy, so the read-only
+verification path can raise and catch them without loading web3 (a second and a half, and the
+recursion limit py_ecc raises).
+
+The names ``reverts`` defines (``REVERTS``, ``RevertDecoder``, ``revert_data``, ...) are still
+importable from here, loaded on first use.
 """
 
 from __future__ import annotations
 
-import ast
-import re
 from typing import Any
 
-from eth_tester.exceptions import TransactionFailed  # how the in-process chain reports reverts
-from eth_utils import keccak
-from eth_utils.exceptions import ValidationError as EvmValidationError
-from web3 import Web3
-from web3.exceptions import ContractLogicError, Web3RPCError
-
-# How geth/anvil/Besu/eth-tester word "I already have this tx", "nonce already used" and
-# "your fee is too low" (including Besu's "below configured minimum gas price").
-KNOWN_TX = re.compile(r"already known|known transaction|already imported|already in pool", re.I)
-NONCE_LOW = re.compile(r"nonce too low|nonce_too_low|expected (\d+), but got (\d+)", re.I)
-UNDERPRICED = re.compile(
-    r"underpriced|fee cap less than|fee per gas less than|below (the )?(configured )?min"
-    r"|gas price (is )?too low|less than block base fee|fee cap below", re.I)
-STD_ERRORS = {
-    bytes.fromhex("08c379a0"): ("Error", ["string"]),
-    bytes.fromhex("4e487b71"): ("Panic", ["uint256"]),
-}
-NODE_REFUSALS = (Web3RPCError, ValueError, EvmValidationError, TransactionFailed)
-REVERTS = (ContractLogicError, Web3RPCError, ValueError, TransactionFailed)
+from sealtrail.errors import EXIT_FAILED, SealTrailError
 
 
-class ChainError(RuntimeError):
-    """Anything the ledger said no to; the message is meant for an operator's log."""
+class ChainError(SealTrailError, RuntimeError):
+    """Anything the ledger said no to; the message is meant for an operator's log. Exit 1."""
+
+    exit_code = EXIT_FAILED
 
 
 class ContractRevert(ChainError):
@@ -57,62 +43,14 @@ class Underpriced(ChainError):
     enough of a bump over the tx it would replace): sign it again with a higher fee."""
 
 
-def revert_data(exc: Exception) -> bytes | None:
-    """Revert payload from whatever shape the node/provider used to report it: `data` on
-    web3's ContractLogicError, error.data of a JSON-RPC error, or (eth-tester) a Python bytes
-    literal inside the message ("execution reverted: b'...'")."""
-    data: Any = getattr(exc, "data", None)
-    if data is None and isinstance(exc, Web3RPCError) and exc.rpc_response:
-        data = exc.rpc_response.get("error", {}).get("data")
-    if isinstance(data, dict):
-        data = data.get("data")
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str) and data.startswith("0x"):
-        try:
-            return bytes.fromhex(data[2:])
-        except ValueError:
-            return None
-    literal = re.search(r"\bb(['\"]).*\1", str(exc), re.DOTALL)
-    if literal:
-        try:
-            value = ast.literal_eval(literal.group(0))
-        except (ValueError, SyntaxError):
-            return None
-        return value if isinstance(value, bytes) else None
-    return None
+_IN_REVERTS = frozenset({"KNOWN_TX", "NONCE_LOW", "UNDERPRICED", "STD_ERRORS", "NODE_REFUSALS",
+                         "REVERTS", "revert_data", "RevertDecoder"})
 
 
-class RevertDecoder:
-    """Maps revert bytes to the ABI's custom errors (plus Error(string) and Panic(uint256))."""
+def __getattr__(name: str) -> Any:
+    """The node-shape mapping, for callers that import it from here (loads web3)."""
+    if name in _IN_REVERTS:
+        from ledger_client import reverts
 
-    def __init__(self, w3: Web3, abi: list[dict[str, Any]]) -> None:
-        self.w3 = w3
-        self._errors = {
-            keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")[:4]: (
-                e["name"],
-                [i["type"] for i in e["inputs"]],
-            )
-            for e in abi
-            if e["type"] == "error"
-        } | STD_ERRORS
-
-    def decode(self, data: bytes) -> ContractRevert:
-        """Turn revert bytes into ContractRevert naming the custom error (or Error/Panic)."""
-        name, types = self._errors.get(data[:4], (None, []))
-        if name is None:
-            return ContractRevert("UnknownRevert", (data,), data)
-        values = self.w3.codec.decode(types, data[4:])
-        args = tuple(
-            Web3.to_checksum_address(v) if t == "address" else v
-            for t, v in zip(types, values, strict=True)
-        )
-        return ContractRevert(name, args, data)
-
-    def reraise(self, exc: Exception) -> None:
-        """Raise ContractRevert from `exc` if it carries revert data; return otherwise."""
-        data = revert_data(exc)
-        if data:
-            raise self.decode(data) from exc
-        if isinstance(exc, ContractLogicError):
-            raise ContractRevert("Revert", (str(exc),)) from exc
+        return getattr(reverts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,30 +8,40 @@ trusted by the verifier: the key comes from the registry, the root from the cont
 when exported travel with status "pending" (and a proof without anchor, or no proof when not
 even batched), so an exporter never has to wait for the ledger and a verifier says exactly why
 such a record does not verify yet.
+
+Reading one is bounded like any payload from outside (size and nesting checked on the bytes
+first, every field's type checked), because the file comes from whoever hands it over. Checking
+one is `verify_file`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ledger_client import boundedjson
+from ledger_client.abi import is_address
 from ledger_client.merkle import ALG, MerkleTree, ProofError, leaf_hash, verify_inclusion
 from ledger_client.proof import AnchorRef, Proof
-from ledger_client.records import RecordError, parse
-from ledger_client.verify import VerificationError, Verified, WrongChain, verify_record, worst
+from sealtrail.errors import UsageError
 
-if TYPE_CHECKING:  # web3 loads in a second; verifying a file offline does not need it
-    from ledger_client.chain import AnchorRegistry
+if TYPE_CHECKING:
+    from ledger_client.verify import Ledger
+    from ledger_client.verify_file import RecordResult
 
 FORMAT = "sealtrail-evidence/1"
+MAX_EVIDENCE_BYTES = 256 * 1024 * 1024
+"""The largest evidence file read (about 150,000 records with their proofs); split bigger
+exports by --seq range."""
 
 
-class EvidenceError(ValueError):
-    """An evidence file that cannot be read as one (not a verification failure)."""
+class EvidenceError(UsageError):
+    """An evidence file (or the journal it is exported from) that cannot be used as one: bad
+    input, exit 2; the message names the file. Not a verification failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +62,7 @@ class BatchInfo:
 
 @dataclass(frozen=True, slots=True)
 class EvidenceRecord:
-    seq: int
+    seq: int  # the exporter's label, NOT signed: the verifier reports the record's own seq
     signed: bytes
     proof: Proof | None
     status: str  # anchored | pending
@@ -149,91 +159,74 @@ def _batch_of(batches: Sequence[BatchInfo], seq: int) -> BatchInfo | None:
     return None
 
 
-def load(text: str) -> Evidence:
-    """Parse an evidence file; EvidenceError names what is malformed."""
+def read(path: Path) -> Evidence:
+    """Read and load an evidence file; EvidenceError (exit 2) names the file and the fault."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EvidenceError(f"not JSON: {exc}") from exc
+        with path.open("rb") as f:
+            data = f.read(MAX_EVIDENCE_BYTES + 1)
+    except OSError as exc:
+        raise EvidenceError(f"{path}: {exc.strerror or exc}") from None
+    return load(data, source=str(path))
+
+
+def load(data: bytes | str, *, source: str = "evidence file") -> Evidence:
+    """Parse an evidence document; EvidenceError names `source` and what is malformed."""
+    try:
+        doc = boundedjson.loads(data, max_bytes=MAX_EVIDENCE_BYTES)
+    except boundedjson.JsonBoundError as exc:
+        raise EvidenceError(f"{source}: not a {FORMAT} file: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise EvidenceError(f"not a {FORMAT} document")
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise EvidenceError(f"{source}: not a {FORMAT} document"
+                            + (f" (format {str(found)[:40]!r})" if found is not None else ""))
+
+    def fail(what: str) -> EvidenceError:
+        return EvidenceError(f"{source}: malformed {FORMAT} file: {what}")
+
+    gateway_id, chain_id, contract = doc.get("gateway_id"), doc.get("chain_id"), doc.get("contract")
+    if not isinstance(gateway_id, str) or not gateway_id:
+        raise fail("gateway_id must be a non-empty string")
+    if chain_id is not None and type(chain_id) is not int:
+        raise fail("chain_id must be an integer or null")
+    if contract is not None and not is_address(contract):
+        raise fail(f"contract {str(contract)[:60]!r} is not an EVM address")
+    entries = doc.get("records")
+    if not isinstance(entries, list):
+        raise fail("records must be a list")
+    records = [_entry(entry, i, fail) for i, entry in enumerate(entries)]
+    selection, created = doc.get("selection") or {}, doc.get("created_ms") or 0
+    if not isinstance(selection, dict) or type(created) is not int:
+        raise fail("selection must be an object and created_ms an integer")
+    return Evidence(gateway_id, records, chain_id, contract, selection, created)
+
+
+def _entry(entry: Any, i: int, fail: Callable[[str], EvidenceError]) -> EvidenceRecord:
+    if not isinstance(entry, dict):
+        raise fail(f"records[{i}] must be an object")
+    seq, text, status = entry.get("seq"), entry.get("record"), entry.get("status", "pending")
+    if type(seq) is not int or not isinstance(text, str) or not isinstance(status, str):
+        raise fail(f"records[{i}] needs an integer seq, the record as a string and a string "
+                   "status")
     try:
-        records = [EvidenceRecord(int(r["seq"]), r["record"].encode("utf-8"),
-                                  Proof.from_dict(r["proof"]) if r.get("proof") else None,
-                                  str(r.get("status", "pending")))
-                   for r in doc["records"]]
-        return Evidence(str(doc["gateway_id"]), records, doc.get("chain_id"),
-                        doc.get("contract"), doc.get("selection") or {},
-                        int(doc.get("created_ms") or 0))
-    except (KeyError, TypeError, ValueError, AttributeError, ProofError) as exc:
-        raise EvidenceError(f"malformed evidence file: {exc!r}") from exc
+        proof = Proof.from_dict(entry["proof"]) if entry.get("proof") is not None else None
+    except ProofError as exc:
+        raise fail(f"records[{i}] (labelled seq {seq}): {exc}") from None
+    # surrogatepass: a lone surrogate cannot be in signed bytes, so the record fails to parse
+    # (tampered) instead of the file failing to load
+    return EvidenceRecord(seq, text.encode("utf-8", "surrogatepass"), proof, status)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordResult:
-    seq: int
-    label: str  # kind/type of the record for the report, e.g. "gps" or "alert routeDeviation"
-    verified: Verified | None = None
-    error: VerificationError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def verify(evidence: Evidence, registry: AnchorRegistry, *,
+def verify(evidence: Evidence, registry: Ledger, *,
            min_confirmations: int = 0) -> list[RecordResult]:
-    """Verify every record of an evidence file; one result per record, failures included."""
-    chain_error: WrongChain | None = None
-    if evidence.chain_id is not None and (
-            evidence.chain_id != registry.chain_id
-            or str(evidence.contract).lower() != registry.address.lower()):
-        chain_error = WrongChain(f"evidence is for chain {evidence.chain_id} contract "
-                                 f"{evidence.contract}; this endpoint is chain "
-                                 f"{registry.chain_id} contract {registry.address}")
-    results = []
-    for rec in evidence.records:
-        label = _label(rec.signed)
-        if chain_error is not None:
-            results.append(RecordResult(rec.seq, label, error=chain_error))
-            continue
-        try:
-            results.append(RecordResult(rec.seq, label, verify_record(
-                rec.signed, rec.proof, registry, min_confirmations=min_confirmations)))
-        except VerificationError as exc:
-            results.append(RecordResult(rec.seq, label, error=exc))
-    return results
+    """`verify_file.verify`, under the name callers used before it moved there."""
+    from ledger_client import verify_file
+
+    return verify_file.verify(evidence, registry, min_confirmations=min_confirmations)
 
 
 def report(results: list[RecordResult], *, verbose: bool = False) -> tuple[list[str], int]:
-    """One line per record (OK/FAIL, with notes; every check when verbose), a summary line,
-    and the exit code: 0 when all verified, else the code of the most serious failure."""
-    lines = []
-    for res in results:
-        if res.verified is not None:
-            v = res.verified
-            lines.append(f"OK    seq {res.seq} {res.label}: batch {v.batch_seq}, block "
-                         f"{v.block_number}, {v.confirmations} confirmations")
-            lines += [f"        {line}" for line in (v.steps if verbose else ()) + v.notes]
-        elif res.error is not None:
-            lines.append(f"FAIL  seq {res.seq} {res.label}: {res.error.label}: {res.error}")
-    failures = [r.error for r in results if r.error is not None]
-    worst_error = worst(failures)
-    code = worst_error.code if worst_error is not None else 0
-    counts = Counter(err.label for err in failures)
-    detail = ", ".join(f"{label} {n}" for label, n in counts.items())
-    lines.append(f"summary: {len(results) - len(failures)} of {len(results)} records verified"
-                 + (f"; {len(failures)} failed ({detail}); exit {code}" if failures else ""))
-    return lines, code
+    """`verify_file.report`, under the name callers used before it moved there."""
+    from ledger_client import verify_file
 
-
-def _label(signed: bytes) -> str:
-    try:
-        record = parse(signed)
-    except RecordError:
-        return "?"
-    body = record.get("body")
-    if record.get("kind") == "alert" and isinstance(body, dict):
-        return f"alert {body.get('type', '?')} {body.get('alert_id', '')}".rstrip()
-    return f"{record.get('kind', '?')} {record.get('src', '')}".rstrip()
+    return verify_file.report(results, verbose=verbose)
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from sealtrail.errors import UsageError
 
-class EvmKeyError(Exception):
-    """A key file that is missing, unsafe, or not a secp256k1 private key."""
+
+class EvmKeyError(UsageError):
+    """A key file that is missing, unsafe, or not a secp256k1 private key (exit 2)."""
 
 
 def load_account(path: str | Path) -> LocalAccount:

@@ -14,13 +14,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from sealtrail.errors import EXIT_USAGE, SealTrailError
+
 ALG = "rfc9162-sha256"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 _sha256 = hashlib.sha256
 
 
-class ProofError(ValueError):
-    """An inclusion proof that is malformed or does not lead to the claimed root."""
+class ProofError(SealTrailError, ValueError):
+    """An inclusion proof that is malformed or does not lead to the claimed root.
+
+    Met by a command it is a bad input file (exit 2); `sealtrail verify` turns one that does
+    not lead to the root into a "tampered" verdict, `journal verify` into "broken"."""
+
+    exit_code = EXIT_USAGE
 
 
 def leaf_hash(data: bytes) -> bytes:

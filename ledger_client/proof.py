@@ -8,6 +8,7 @@ root proves nothing was dropped from the end of a batch, which the chain alone c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,26 +54,76 @@ class Proof:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Proof:
+    def from_dict(cls, data: Any) -> Proof:
+        """A proof from its JSON object, every field type-checked: a proof arrives in a file
+        from whoever handed it over, and a wrong type must be a clear ProofError here, not a
+        TypeError deep inside a check."""
+        if not isinstance(data, dict):
+            raise ProofError(f"a proof must be a JSON object, got {type(data).__name__}")
+        anchor = data.get("anchor")
         try:
-            anchor = AnchorRef(**data["anchor"]) if data.get("anchor") else None
-            return cls(**{**data, "anchor": anchor})
-        except (TypeError, KeyError) as exc:
-            raise ProofError(f"malformed proof object: {exc}") from exc
+            if anchor is not None:
+                if not isinstance(anchor, dict):
+                    raise ProofError("anchor: must be an object or null")
+                anchor = AnchorRef(**anchor)
+            proof = cls(**{**data, "anchor": anchor})
+        except TypeError as exc:
+            raise ProofError(f"malformed proof object: {exc}") from None
+        _check_fields(proof)
+        return proof
 
-    def check(self, signed: bytes) -> None:
-        """Offline part: the record is the leaf, and the audit path leads to `root`."""
+    def check(self, signed: bytes, *, seq: int | None = None) -> None:
+        """Offline part: the record is the leaf, and the audit path leads to `root`. `seq` is
+        the record's signed seq when the caller parsed it already (else it is parsed here)."""
         if self.alg != ALG:
             raise ProofError(f"unsupported proof algorithm {self.alg!r} (expected {ALG})")
         leaf = leaf_hash(signed)
         if leaf.hex() != self.leaf_hash:
             raise ProofError("the record's leaf hash is not the one in the proof")
-        seq = parse(signed)["seq"]
+        if seq is None:
+            seq = parse(signed)["seq"]
         if seq - self.first_seq != self.leaf_index:
             raise ProofError(f"seq {seq} is not leaf {self.leaf_index} of a batch starting at "
                              f"seq {self.first_seq}")
         verify_inclusion(leaf, self.leaf_index, self.tree_size,
                          [bytes.fromhex(h) for h in self.audit_path], bytes.fromhex(self.root))
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_INTS = {"leaf_index": 0, "tree_size": 1, "first_seq": 1}
+_ANCHOR_INTS = {"chain_id": 0, "batch_seq": 1, "block_number": 0, "log_index": 0}
+
+
+def _check_fields(proof: Proof) -> None:
+    def fail(field: str, wanted: str) -> ProofError:
+        return ProofError(f"proof field {field!r}: must be {wanted}")
+
+    def uint(value: object, low: int) -> bool:
+        return type(value) is int and value >= low
+
+    if not isinstance(proof.alg, str) or not isinstance(proof.status, str):
+        raise fail("alg" if not isinstance(proof.alg, str) else "status", "a string")
+    for name in ("leaf_hash", "root"):
+        if not isinstance(getattr(proof, name), str) or not _HEX64.fullmatch(getattr(proof, name)):
+            raise fail(name, "64 lowercase hex digits")
+    for name, low in _INTS.items():
+        if not uint(getattr(proof, name), low):
+            raise fail(name, f"an integer >= {low}")
+    if not isinstance(proof.audit_path, list) or len(proof.audit_path) > 64 or not all(
+            isinstance(h, str) and _HEX64.fullmatch(h) for h in proof.audit_path):
+        raise fail("audit_path", "a list of at most 64 hashes of 64 lowercase hex digits")
+    anchor = proof.anchor
+    if anchor is None:
+        return
+    for name, low in _ANCHOR_INTS.items():
+        if not uint(getattr(anchor, name), low):
+            raise fail(f"anchor.{name}", f"an integer >= {low}")
+    for name in ("contract", "tx_hash"):
+        if not isinstance(getattr(anchor, name), str):
+            raise fail(f"anchor.{name}", "a string")
+    if not isinstance(anchor.block_hash, str) or not _HEX64.fullmatch(
+            anchor.block_hash.removeprefix("0x").lower()):
+        raise fail("anchor.block_hash", "a 32-byte hex hash")
 
 
 def make_proof(batch_signed: Sequence[bytes], first_seq: int, seq: int,

@@ -21,16 +21,8 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound
 from web3.types import TxParams, TxReceipt
 
-from ledger_client.errors import (
-    KNOWN_TX,
-    NODE_REFUSALS,
-    NONCE_LOW,
-    UNDERPRICED,
-    ChainError,
-    NonceConsumed,
-    RevertDecoder,
-    Underpriced,
-)
+from ledger_client.errors import ChainError, NonceConsumed, Underpriced
+from ledger_client.reverts import KNOWN_TX, NODE_REFUSALS, NONCE_LOW, UNDERPRICED, RevertDecoder
 
 Sender = str | LocalAccount
 """An unlocked node account (eth-tester, anvil) or a local key that signs here."""

@@ -15,65 +15,124 @@ Tampered or wrong key: a signature that does not verify means one of the two. Wh
 bytes are exactly a leaf of the root the contract holds, the gateway itself anchored them, so
 they were signed with another key than the registered one (WrongKey); otherwise the bytes were
 changed after they were anchored (TamperedRecord).
+
+The ledger is anything with the reads of `Ledger`: the web3 client (`chain.AnchorRegistry`) or
+the cached, batched JSON-RPC reader (`reader.RegistryReader`) the command uses. What only a file
+of several records can show (broken links, a header that names another gateway, a seq label
+that is not the signed seq) is checked in `verify_file`; its failures are defined here so that
+every verdict has one class, one label and one exit code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger_client.merkle import ProofError
 from ledger_client.proof import AnchorRef, Proof
 from ledger_client.records import RecordError, check_schema, parse, verify_signature
+from sealtrail.errors import SealTrailError
 
-if TYPE_CHECKING:  # web3 loads in a second; verifying a file offline does not need it
-    from ledger_client.chain import AnchorRegistry, GatewayInfo
+if TYPE_CHECKING:
+    from ledger_client.abi import AnchorEvent, GatewayInfo
 
 
-class VerificationError(Exception):
-    """Base of the reasons a record is not verified; `code` is the CLI exit code."""
+class VerificationError(SealTrailError):
+    """Base of the reasons a record is not verified; `exit_code` is the command's exit code."""
 
-    code = 10
+    exit_code = 10
     label = "not verified"
+
+    @property
+    def code(self) -> int:
+        """The exit code, under the name callers used before the one error hierarchy."""
+        return self.exit_code
 
 
 class TamperedRecord(VerificationError):
-    code = 11
+    exit_code = 11
     label = "tampered"
 
 
 class UnknownGateway(VerificationError):
-    code = 12
+    exit_code = 12
     label = "unknown gateway"
 
 
 class RevokedGateway(VerificationError):
-    code = 13
+    exit_code = 13
     label = "revoked gateway"
 
 
 class NotAnchored(VerificationError):
-    code = 14
+    exit_code = 14
     label = "not anchored"
 
 
 class WrongChain(VerificationError):
-    code = 15
+    exit_code = 15
     label = "wrong chain"
 
 
 class WrongKey(VerificationError):
-    code = 16
+    exit_code = 16
     label = "wrong key"
 
 
+class BrokenLink(VerificationError):
+    """The record's `prev` is not the hash of the record before it in the same file (or, for
+    seq 1, not the genesis value): both are signed, so the gateway signed a fork, or one of the
+    two is not the record the gateway anchored."""
+
+    exit_code = 17
+    label = "broken link"
+
+
+class WrongGateway(VerificationError):
+    """The record is signed as another gateway's than the file's header names."""
+
+    exit_code = 18
+    label = "wrong gateway"
+
+
+class MislabelledSeq(VerificationError):
+    """The file's (unsigned) seq label is not the seq signed in the record."""
+
+    exit_code = 19
+    label = "mislabelled seq"
+
+
 SEVERITY: tuple[type[VerificationError], ...] = (
-    TamperedRecord, WrongKey, RevokedGateway, UnknownGateway, WrongChain, NotAnchored,
-    VerificationError)
+    TamperedRecord, WrongKey, BrokenLink, WrongGateway, MislabelledSeq, RevokedGateway,
+    UnknownGateway, WrongChain, NotAnchored, VerificationError)
 """Most serious first: when records fail for different reasons, the CLI exits with the code
-of the most serious one (a forged record outweighs a not-yet-anchored one)."""
+of the most serious one. Changed bytes and signatures by another key come first; then what
+only the file as a whole shows: a forked chain, records of another gateway, labels that lie
+(each means someone altered or assembled the file, or the gateway misbehaved); then the
+ledger's verdicts on the gateway (revoked, unknown), a file for another chain, and last a
+record that is merely not anchored yet."""
+
+
+class Ledger(Protocol):
+    """The reads verification makes; `chain.AnchorRegistry` and `reader.RegistryReader`."""
+
+    address: str
+
+    @property
+    def chain_id(self) -> int: ...
+
+    def gateway(self, gateway_id: str) -> GatewayInfo | None: ...
+
+    def root(self, gateway_id: str, batch_seq: int) -> bytes | None: ...
+
+    def anchor_event(self, gateway_id: str, batch_seq: int, *,
+                     block_number: int | None = None) -> AnchorEvent | None: ...
+
+    def head_block(self) -> int: ...
 
 
 def worst(errors: list[VerificationError]) -> VerificationError | None:
@@ -96,7 +155,7 @@ class Verified:
     notes: tuple[str, ...] = ()
 
 
-def check_chain(anchor: AnchorRef, registry: AnchorRegistry) -> None:
+def check_chain(anchor: AnchorRef, registry: Ledger) -> None:
     """WrongChain unless the anchor reference names this endpoint's chain and contract."""
     if anchor.chain_id != registry.chain_id or anchor.contract.lower() != registry.address.lower():
         raise WrongChain(f"proof is for chain {anchor.chain_id} contract {anchor.contract}; "
@@ -104,18 +163,30 @@ def check_chain(anchor: AnchorRef, registry: AnchorRegistry) -> None:
                          f"{registry.address}")
 
 
-def verify_record(signed: bytes, proof: Proof | None, registry: AnchorRegistry, *,
+def parse_record(signed: bytes) -> dict[str, Any]:
+    """The record in `signed`; TamperedRecord when it is not a well-formed canonical record."""
+    try:
+        record = parse(signed)
+        check_schema(record)
+    except RecordError as exc:
+        raise TamperedRecord(str(exc)) from exc
+    return record
+
+
+def verify_record(signed: bytes, proof: Proof | None, registry: Ledger, *,
                   min_confirmations: int = 0) -> Verified:
     """Verify one record and its proof against the ledger; raise the first failure.
 
     `proof` None is a record that was not in a closed batch yet: its signature and gateway
     are still checked, so the failure says more than "not anchored" where it can.
     """
-    try:
-        record = parse(signed)
-        check_schema(record)
-    except RecordError as exc:
-        raise TamperedRecord(str(exc)) from exc
+    return verify_parsed(parse_record(signed), signed, proof, registry,
+                         min_confirmations=min_confirmations)
+
+
+def verify_parsed(record: dict[str, Any], signed: bytes, proof: Proof | None,
+                  registry: Ledger, *, min_confirmations: int = 0) -> Verified:
+    """`verify_record` for a record `parse_record` already returned (a file is parsed once)."""
     gateway_id, seq = record["gw"], record["seq"]
     anchor = proof.anchor if proof is not None else None
     if anchor is not None:
@@ -124,26 +195,26 @@ def verify_record(signed: bytes, proof: Proof | None, registry: AnchorRegistry, 
     if info is None:
         raise UnknownGateway(f"gateway {gateway_id!r} is not registered on contract "
                              f"{registry.address}")
-    signature_error = _signature_error(record, info)
+    bad_signature = _signature_error(record, info, signed)
     if proof is None:
-        if signature_error:
-            raise TamperedRecord(f"{signature_error} (key registered on chain for {gateway_id})")
+        if bad_signature:
+            raise TamperedRecord(f"{bad_signature} (key registered on chain for {gateway_id})")
         if info.revoked:
             raise RevokedGateway(f"seq {seq}: {gateway_id} was revoked at block "
                                  f"{info.revoked_at}; this record was never anchored")
         raise NotAnchored(f"seq {seq}: not in a closed batch yet, so there is no proof")
     try:
-        proof.check(signed)
+        proof.check(signed, seq=seq)
     except ProofError as exc:
-        extra = f"; and {signature_error}" if signature_error else ""
+        extra = f"; and {bad_signature}" if bad_signature else ""
         raise TamperedRecord(f"seq {seq}: inclusion proof: {exc}{extra}") from exc
-    if signature_error:
+    if bad_signature:
         if anchor is not None and registry.root(gateway_id, anchor.batch_seq) == bytes.fromhex(
                 proof.root):
             raise WrongKey(f"seq {seq}: the record is in the root anchored for batch "
                            f"{anchor.batch_seq}, but its signature is not by the key "
                            f"registered for {gateway_id} ({info.pubkey.hex()[:16]}…)")
-        raise TamperedRecord(f"{signature_error} (key registered on chain for {gateway_id}): "
+        raise TamperedRecord(f"{bad_signature} (key registered on chain for {gateway_id}): "
                              "the record was changed after it was signed")
     steps = [f"signature: ok with the Ed25519 key registered for {gateway_id}",
              f"inclusion: ok, leaf {proof.leaf_index} of {proof.tree_size} "
@@ -160,16 +231,51 @@ def verify_record(signed: bytes, proof: Proof | None, registry: AnchorRegistry, 
                          steps)
 
 
-def _signature_error(record: dict[str, Any], info: GatewayInfo) -> str | None:
+def _signature_error(record: dict[str, Any], info: GatewayInfo,
+                     signed: bytes | None = None) -> str | None:
+    return signature_error(record, public_key(info.pubkey), signed)
+
+
+def signature_error(record: dict[str, Any], key: Ed25519PublicKey,
+                    signed: bytes | None = None) -> str | None:
+    """Why `record`'s signature does not verify with `key`, or None when it does. `signed`:
+    the bytes `parse` accepted for `record`, which saves encoding the record again."""
+    unsigned = unsigned_bytes(signed, record["sig"]) if signed is not None else None
+    if unsigned is None:
+        try:
+            verify_signature(record, key)
+        except RecordError as exc:
+            return str(exc)
+        return None
     try:
-        verify_signature(record, Ed25519PublicKey.from_public_bytes(info.pubkey))
-    except RecordError as exc:
-        return str(exc)
+        key.verify(bytes.fromhex(record["sig"]), unsigned)
+    except InvalidSignature:
+        return str(RecordError("signature does not verify with the gateway key",
+                               seq=record["seq"], field="sig"))
     return None
 
 
+def unsigned_bytes(signed: bytes, sig: str) -> bytes | None:
+    """The bytes `sig` covers, cut out of canonical signed bytes: the same member removed.
+
+    Only for bytes `records.parse` accepted (canonical: sorted keys, no spaces). Then the top
+    level `"sig"` member is preceded by `"seq"`'s and followed by `"src"`, `"t_ms"` and `"v"`,
+    whose values (a string, whose quotes are escaped, and two integers) cannot hold
+    `,"sig":"`; so the last occurrence of that member is the top-level one, even if the body
+    has a member of the same name and value. None if it is not there (then encode)."""
+    member = b',"sig":"' + sig.encode("ascii") + b'"'
+    at = signed.rfind(member)
+    return None if at < 0 else signed[:at] + signed[at + len(member):]
+
+
+@lru_cache(maxsize=256)
+def public_key(raw: bytes) -> Ed25519PublicKey:
+    """The key object of a registered 32-byte key, made once per gateway, not per record."""
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
 def _check_anchor(gateway_id: str, seq: int, proof: Proof, anchor: AnchorRef,
-                  info: GatewayInfo, registry: AnchorRegistry, min_confirmations: int,
+                  info: GatewayInfo, registry: Ledger, min_confirmations: int,
                   steps: list[str]) -> Verified:
     on_chain = registry.root(gateway_id, anchor.batch_seq)
     if on_chain is None:
@@ -191,7 +297,7 @@ def _check_anchor(gateway_id: str, seq: int, proof: Proof, anchor: AnchorRef,
     if event.block_hash != wanted:
         notes.append(f"the anchor moved from block {anchor.block_number} to block "
                      f"{event.block_number} (reorg); the root is the same")
-    depth = registry.w3.eth.block_number - event.block_number
+    depth = registry.head_block() - event.block_number
     if depth < min_confirmations:
         raise NotAnchored(f"seq {seq}: batch {anchor.batch_seq} has {depth} confirmations, "
                           f"{min_confirmations} required")

@@ -69,7 +69,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         description="SealTrail: signed, hash-chained, ledger-anchored e-seal and GPS readings "
                     "for customs transit control. `sealtrail COMMAND --help` explains each.",
         epilog="Exit codes: 0 ok, 1 refused or failed, 2 bad input, 3 a service is unreachable, "
-               "10-18 a record did not verify, 20-30 a credential did not verify, 70 internal "
+               "10-19 a record did not verify, 20-30 a credential did not verify, 70 internal "
                "error (re-run with --debug for the traceback).")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of an unexpected error (also SEALTRAIL_DEBUG=1)")
@@ -84,14 +84,23 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _where(argv: Sequence[str], args: argparse.Namespace | None) -> str:
+    """'sealtrail plan verify': the command and, once parsed, its action (``<command>_command``
+    by the convention every command's subparsers follow), so the line says which one failed."""
+    command = _chosen(argv)
+    action = getattr(args, f"{command}_command", None) if command else None
+    return " ".join(word for word in ("sealtrail", command, action) if word)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("SEALTRAIL_DEBUG") == "1"
+    args = None
     try:
         args = build_parser(argv).parse_args(argv)
         return int(args.func(args))
     except SealTrailError as exc:
-        print(f"sealtrail {_chosen(argv) or ''}: {exc}".replace(" :", ":"), file=sys.stderr)
+        print(f"{_where(argv, args)}: {exc}", file=sys.stderr)
         if debug:
             traceback.print_exc()
         return exc.exit_code
@@ -100,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last resort: a bug, not a user error
         if debug:
             traceback.print_exc()
-        print(f"sealtrail {_chosen(argv) or ''}: internal error: {type(exc).__name__}: {exc} "
+        print(f"{_where(argv, args)}: internal error: {type(exc).__name__}: {exc} "
               "(re-run with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

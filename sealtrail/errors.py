@@ -7,7 +7,7 @@ each package raises subclasses of these, the `sealtrail` command's last-resort h
 ``str(exc)`` and exits with ``exc.exit_code``, and nothing else needs to know the mapping.
 
 Exit codes (documented in README.md): 1 refused or failed at run time, 2 bad input (flag, file,
-format), 3 a service (ledger node, broker, database) cannot be reached; 10-16 a record did not
+format), 3 a service (ledger node, broker, database) cannot be reached; 10-19 a record did not
 verify (``ledger_client.verify``); 20-30 a credential did not verify (``customs.credentials``);
 70 internal error (a bug: the one-line message says to re-run with ``--debug``).
 """
