@@ -40,12 +40,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout, and tests/anvi
 
 from anvil_node import AnvilNode, running  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from edge_agent.keys import public_hex  # noqa: E402
 
 from edge_agent.journal import Draft, Journal  # noqa: E402
 from edge_agent.ledger_cli import JournalFile, build_evidence  # noqa: E402
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy  # noqa: E402
 from ledger_client import chain, evidence, verify_file  # noqa: E402
+from ledger_client.keys import public_hex  # noqa: E402
 from ledger_client.reader import RegistryReader  # noqa: E402
 from ledger_client.rpc import JsonRpc  # noqa: E402
 from ledger_client.verify import verify_record  # noqa: E402

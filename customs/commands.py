@@ -226,7 +226,10 @@ def load_plan(args: argparse.Namespace, store: Store) -> tuple[TransitPlan | Non
     if args.customs_keys is None:
         raise UsageError("--customs-keys FILE is needed to verify the plan's signature")
     keys = geofences.load_trusted_keys(args.customs_keys)
-    plan = geofences.open_envelope(envelope, keys, source=source)
+    try:
+        plan = geofences.open_envelope(envelope, keys, source=source)
+    except geofences.SignatureError as exc:  # for the report, an untrusted plan is bad input
+        raise UsageError(str(exc)) from None
     if not isinstance(plan, geofences.TransitPlan):
         raise UsageError(f"{source} is a fence bundle, not a transit plan")
     if plan.plan_id != args.plan:

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import pytest
 from anvil_node import AnvilNode, free_port, running
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from edge_agent.keys import public_hex
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from ledger_client import abi, chain
 from ledger_client.errors import ChainError
+from ledger_client.keys import public_hex
 from ledger_client.merkle import MerkleTree
 from ledger_client.reader import RegistryReader
 from ledger_client.rpc import JsonRpc

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from anvil_node import AnvilNode, running
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from edge_agent.keys import public_hex
 from eth_account.signers.local import LocalAccount
 
 from edge_agent.journal import Draft, Journal
 from edge_agent.ledger_cli import JournalFile, build_evidence
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain, evidence
+from ledger_client.keys import public_hex
 from ledger_client.merkle import MerkleTree
 from ledger_client.proof import AnchorRef
 from ledger_client.records import GENESIS_PREV, record_hash, sign_record
