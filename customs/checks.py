@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from customs.store import AlertRow, AnchorClaim, Rejection, StatusUpdate, now_ms
 from customs.trust import Untrusted
-from ledger_client import boundedjson
 from ledger_client.records import RecordError, check_schema, parse, verify_signed
+from sealtrail import boundedjson
 
 if TYPE_CHECKING:
     from customs.receive import Receiver

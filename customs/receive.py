@@ -1,7 +1,7 @@
 """What the customs receiver does with messages: verify, then store or quarantine, never crash.
 
 Every gateway is a possible adversary of customs and of the other gateways. So each payload is
-bounded before it is parsed (``limits``; records through ``ledger_client.boundedjson``), every
+bounded before it is parsed (``limits``; records through ``sealtrail.boundedjson``), every
 field that is shown or indexed is checked, and every message ends as stored records or a
 quarantine row (charged to the topic's gateway, within its quota). A message that still makes
 the checks fail is quarantined as ``internal_error``; one the database refuses is isolated from

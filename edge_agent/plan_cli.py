@@ -37,8 +37,8 @@ from geofences import (
     read_envelope,
     sign_envelope,
 )
-from ledger_client import boundedjson
 from ledger_client.keys import KeyFileError, load_key
+from sealtrail import boundedjson
 from sealtrail.errors import UsageError
 
 OK = 0

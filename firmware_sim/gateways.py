@@ -38,6 +38,8 @@ from typing import Any
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sealtrail import boundedjson
+
 CONNECT_CONCURRENCY = 32
 GENESIS_PREV = "0" * 64
 T0_MS = 1_790_000_000_000
@@ -226,7 +228,7 @@ async def _quiet_close(client: aiomqtt.Client) -> None:
 
 def load_passwords(path: Path) -> dict[str, str]:
     """A JSON file {gateway id: broker password} (mode 0600, made by the test or operator)."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc = boundedjson.loads(path.read_bytes(), max_bytes=16 * 1024 * 1024, max_depth=2)
     if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
         raise ValueError(f"{path}: expected {{\"<gateway id>\": \"<password>\"}}")
     return {str(k): v for k, v in doc.items()}

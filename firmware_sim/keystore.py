@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from firmware_sim.seal import KEY_BYTES, check_seal_id
+from sealtrail import boundedjson
 
 KEYSTORE_VERSION = 1
 _KEY_DOMAIN = b"sealtrail-sim seal key v1\x00"
@@ -76,9 +77,17 @@ def write_keystore(path: str | Path, keys: Mapping[str, bytes], *, force: bool =
         raise
 
 
+def _bounded(data: bytes, path: str | Path) -> object:
+    """JSON of at most 64 MB and 4 levels (a keystore or counter file is 2 deep)."""
+    try:
+        return boundedjson.loads(data, max_bytes=64 * 1024 * 1024, max_depth=4)
+    except boundedjson.JsonBoundError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
 def read_keystore(path: str | Path) -> dict[str, bytes]:
     """Load a keystore; ``ValueError`` names what is wrong with a malformed one."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    doc = _bounded(Path(path).read_bytes(), path)
     if not isinstance(doc, dict) or doc.get("version") != KEYSTORE_VERSION:
         raise ValueError(f"{path}: not a version {KEYSTORE_VERSION} keystore")
     seals = doc.get("seals")
@@ -101,7 +110,7 @@ def derived_keys(seed: int, seal_ids: Iterable[str]) -> dict[str, bytes]:
 def read_counters(path: str | Path) -> dict[str, int]:
     """Last counter per seal from a counter file; an absent file means a factory-new fleet."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = _bounded(Path(path).read_bytes(), path)
     except FileNotFoundError:
         return {}
     counters = doc.get("counters") if isinstance(doc, dict) else None

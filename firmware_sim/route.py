@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sealtrail import boundedjson
 
 EARTH_RADIUS_M = 6_371_008.8
 """IUGG mean Earth radius; the same constant the tests' independent haversine uses."""
@@ -207,14 +208,19 @@ def _linestrings(obj: Any) -> list[list[list[float]]]:
     return []
 
 
+MAX_ROUTE_BYTES = 64 * 1024 * 1024
+
+
 def load_linestring(path: str | Path) -> list[LonLat]:
     """Read a GeoJSON Feature, FeatureCollection or geometry holding exactly one LineString.
 
     Exactly one, because a route with two candidate tracks is ambiguous and a silent pick
     would make a scenario test something other than what its author drew.
     """
-    with open(path, encoding="utf-8") as fh:
-        doc = json.load(fh)
+    try:  # bounded: deep JSON segfaults a process that imported web3 (sealtrail.boundedjson)
+        doc = boundedjson.loads(Path(path).read_bytes(), max_bytes=MAX_ROUTE_BYTES)
+    except boundedjson.JsonBoundError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     lines = _linestrings(doc)
     if len(lines) != 1:
         raise ValueError(f"{path}: expected exactly one LineString, found {len(lines)}")

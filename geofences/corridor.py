@@ -34,6 +34,7 @@ from geofences.projection import (
     great_circle_m,
 )
 from geofences.segment_grid import BRUTE_MAX_SEGMENTS, SegmentGrid
+from sealtrail import boundedjson
 from sealtrail.errors import EXIT_USAGE, SealTrailError
 
 _TREE_MIN_VERTICES = 32
@@ -389,12 +390,17 @@ def _read_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GeofenceError(f"{path}: cannot read: {exc}") from exc
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise GeofenceError(f"{path}: invalid JSON: {exc}") from exc
+    try:  # bounded: a process that imported web3 segfaults on deep JSON (sealtrail.boundedjson)
+        return boundedjson.loads(text, max_bytes=64 * 1024 * 1024, max_depth=64,
+                                 decoder=_DECODER)
+    except boundedjson.JsonBoundError as exc:
+        raise GeofenceError(f"{path}: invalid JSON: {str(exc).removeprefix('not JSON: ')}") \
+            from None
     except GeofenceError as exc:
         raise GeofenceError(f"{path}: invalid JSON: {exc}") from exc
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def load_corridor(source: str | Path | Mapping[str, Any]) -> Corridor:

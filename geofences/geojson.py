@@ -17,6 +17,7 @@ import shapely
 from shapely import MultiPolygon, Polygon
 
 from geofences.corridor import GeofenceError
+from sealtrail import boundedjson
 
 LonLat = tuple[float, float]
 
@@ -41,6 +42,11 @@ def _reject_constant(token: str) -> Any:
     raise GeofenceError(f"{token} is not valid JSON (RFC 8259)")
 
 
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 64
+"""A plan or fence bundle is about ten levels deep (a MultiPolygon's coordinates are four)."""
+
+
 def loads_strict(data: bytes | str, what: str) -> Any:
     """Parse JSON text; NaN/Infinity and duplicate object keys are refused.
 
@@ -56,16 +62,18 @@ def loads_strict(data: bytes | str, what: str) -> Any:
             out[k] = v
         return out
 
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-    except UnicodeDecodeError as exc:
-        raise GeofenceError(f"{what} is not UTF-8: {exc}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=no_dupes)
-    except json.JSONDecodeError as exc:
-        raise GeofenceError(f"{what} is not valid JSON: {exc}") from None
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=no_dupes)
+    try:  # bounded: a process that imported web3 segfaults on deep JSON (sealtrail.boundedjson)
+        return boundedjson.loads(data, max_bytes=MAX_DOCUMENT_BYTES, max_depth=MAX_DEPTH,
+                                 decoder=decoder)
+    except boundedjson.JsonBoundError as exc:
+        raise GeofenceError(f"{what} is not valid JSON: {_detail(exc)}") from None
     except GeofenceError as exc:
         raise GeofenceError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _detail(exc: boundedjson.JsonBoundError) -> str:
+    return str(exc).removeprefix("not JSON: ")
 
 
 def parse_time_ms(value: Any, field: str) -> int:

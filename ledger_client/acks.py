@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger_client import boundedjson
 from ledger_client.records import MAX_SAFE_INT, canonical
+from sealtrail import boundedjson
 from sealtrail.errors import SealTrailError
 
 FORMAT = "sealtrail-ack/1"

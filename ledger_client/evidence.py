@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger_client import boundedjson
 from ledger_client.abi import is_address
 from ledger_client.merkle import ALG, MerkleTree, ProofError, leaf_hash, verify_inclusion
 from ledger_client.proof import AnchorRef, Proof
+from sealtrail import boundedjson
 from sealtrail.errors import UsageError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger_client import boundedjson
+from sealtrail import boundedjson
 from sealtrail.errors import SealTrailError
 
 VERSION = 1

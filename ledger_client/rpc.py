@@ -22,8 +22,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from ledger_client import boundedjson
 from ledger_client.errors import ChainError
+from sealtrail import boundedjson
 from sealtrail.errors import Unreachable, UsageError
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024

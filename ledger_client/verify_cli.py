@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger_client import boundedjson
 from ledger_client.merkle import ProofError
 from ledger_client.proof import Proof
 from ledger_client.records import MAX_RECORD_BYTES, RecordError, parse
+from sealtrail import boundedjson
 from sealtrail.errors import UsageError
 
 if TYPE_CHECKING:

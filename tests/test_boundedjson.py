@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger_client import boundedjson
-from ledger_client.boundedjson import JsonBoundError, depth, loads
 from ledger_client.records import RecordError, parse
+from sealtrail import boundedjson
+from sealtrail.boundedjson import JsonBoundError, depth, loads
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -59,7 +59,7 @@ def test_a_deep_payload_cannot_crash_a_process_that_imported_web3() -> None:
     premise = subprocess.run([sys.executable, "-c", "import web3, json; json.loads(b'[' * 10**5)"],
                              capture_output=True, timeout=60)
     assert premise.returncode < 0, "plain json.loads no longer crashes here: premise changed"
-    code = ("import web3, sys; from ledger_client.boundedjson import loads, JsonBoundError\n"
+    code = ("import web3, sys; from sealtrail.boundedjson import loads, JsonBoundError\n"
             "assert sys.getrecursionlimit() >= 100000, sys.getrecursionlimit()\n"
             "try:\n    loads(b'[' * 10**5, max_bytes=10**6)\n"
             "except JsonBoundError as e:\n    print('refused', e)\n")

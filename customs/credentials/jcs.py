@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from customs.credentials.errors import MalformedCredential
-from ledger_client import boundedjson
+from sealtrail import boundedjson
 
 MAX_SAFE_INT = 2**53 - 1
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",

@@ -21,7 +21,7 @@ from array import array
 from itertools import accumulate
 from typing import Any
 
-from sealtrail.errors import UsageError
+from sealtrail.errors import SealTrailError, UsageError
 
 MAX_DEPTH = 32
 """A record is at most body -> object -> list -> object deep; plans and evidence files a few
@@ -65,5 +65,7 @@ def loads(data: bytes | str, *, max_bytes: int, max_depth: int = MAX_DEPTH,
         raise JsonBoundError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise JsonBoundError(f"not JSON: {exc}") from None
+    except SealTrailError:  # a decoder hook's own verdict, already one clear error
+        raise
     except ValueError as exc:  # e.g. an integer of more digits than int() accepts
         raise JsonBoundError(f"not usable JSON: {exc}") from None
