@@ -102,6 +102,7 @@ class Watcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self._executor.shutdown(wait=True)
+            self.receiver.close()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         """Return once ``predicate()`` holds, re-tested after each stored group."""
