@@ -66,10 +66,16 @@ def connect(rpc_url: str | None = None, *, poa: bool | None = None, timeout: flo
     gateway pointed at the wrong network must not sign transactions for it).
     """
     if rpc_url is None:
-        # imported here: eth-tester and py-evm cost a gateway on a real node ~7 MB of RSS
-        from web3 import EthereumTesterProvider
+        # imported here: eth-tester and py-evm cost a gateway on a real node ~7 MB of RSS, and
+        # they are the `demo` extra, not installed on a gateway
+        try:
+            from web3 import EthereumTesterProvider
 
-        w3 = Web3(EthereumTesterProvider())
+            w3 = Web3(EthereumTesterProvider())
+        except ImportError as exc:
+            raise UsageError(f"the in-process test chain needs eth-tester ({exc.name} is not "
+                             "installed): pip install 'sealtrail[demo]', or give an RPC "
+                             "URL") from None
     elif rpc_url.startswith(("http://", "https://")):
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     else:

@@ -15,14 +15,20 @@ from typing import Any
 
 import rlp
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 from web3.types import TxParams, TxReceipt
 
 from ledger_client.errors import ChainError, NonceConsumed, Underpriced
-from ledger_client.reverts import KNOWN_TX, NODE_REFUSALS, NONCE_LOW, UNDERPRICED, RevertDecoder
+from ledger_client.reverts import (
+    KNOWN_TX,
+    NODE_REFUSALS,
+    NONCE_LOW,
+    UNDERPRICED,
+    RevertDecoder,
+    TransactionFailed,
+)
 
 Sender = str | LocalAccount
 """An unlocked node account (eth-tester, anvil) or a local key that signs here."""
