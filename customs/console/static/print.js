@@ -41,6 +41,7 @@ function row(tbody, cells) { tbody.append(el("tr", {}, ...cells.map((c) => el("t
     const path = L.polyline(tr.map((x) => [x[1], x[2]]), {color: "#d84315", weight: 3}).addTo(g);
     b = b ? b.extend(path.getBounds()) : path.getBounds();
   }
+  for (const a of d.alerts || []) if (a.lat !== null && b) b.extend([a.lat, a.lon]);
   for (const a of d.alerts || []) if (a.lat !== null) L.circleMarker([a.lat, a.lon], {radius: 5, color: "#000", weight: 1, fillColor: SEVERITY_COLOURS[a.severity], fillOpacity: 0.9}).addTo(g);
   if (b) map.fitBounds(b.pad(0.1), {maxZoom: 16});
   document.body.dataset.ready = "1";

@@ -144,7 +144,9 @@ function draw() {
     slider.max = String(tr.length - 1);
     place(0);
     const b = path.getBounds();
-    T.map.fitBounds((bounds ? b.extend(bounds) : b).pad(0.1), {maxZoom: 16});
+    if (bounds) b.extend(bounds);
+    for (const a of T.d.alerts) if (a.lat !== null) b.extend([a.lat, a.lon]);
+    T.map.fitBounds(b.pad(0.1), {maxZoom: 16});
   } else if (bounds) {
     T.map.fitBounds(bounds.pad(0.1));
   }
