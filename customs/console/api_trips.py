@@ -117,12 +117,18 @@ def get_trip(request: Request, officer: Officer) -> Response:
     if closed is None and "trip.terminated" in steps:
         closed = steps["trip.terminated"].t_ms
     events = []
+    seal_state: dict[str, Any] = {}  # a seal reports every few seconds: keep its changes
     for seq, t_ms, kind, src, signed in ctx.store.record_kinds(
             gw, EVENT_KINDS, from_ms=max(start, -(2**62)), to_ms=min(end, 2**62)):
         e = _event(seq, t_ms, kind, src, signed)
-        if e is not None and (kind == "status" or not events or events[-1].get("what") !=
-                              e["what"]):
-            events.append(e)
+        if e is None:
+            continue
+        if kind == "seal":
+            seal = e["what"].rsplit(" ", 1)[0]
+            if seal_state.get(seal) == e["state"]:
+                continue
+            seal_state[seal] = e["state"]
+        events.append(e)
     stride = max(1, len(track) // MAX_TRACK)
     thin = track[::stride] if stride > 1 else track
     if stride > 1 and thin[-1] is not track[-1]:

@@ -71,6 +71,10 @@ def html(name: str) -> Callable[[Request, Officer], Response]:
     return show
 
 
+def no_icon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
 def login_page(request: Request) -> Response:
     return FileResponse(STATIC / "login.html", media_type="text/html")
 
@@ -109,6 +113,7 @@ def create_app(ctx: ConsoleContext) -> Starlette:
     page, api = auth.page, auth.api
     routes = [
         Route("/login", login_page, methods=["GET"]),
+        Route("/favicon.ico", no_icon),
         Route("/login", auth.login, methods=["POST"]),
         Route("/logout", json_write(lambda r, o, d: auth.logout(r, o)), methods=["POST"]),
         Route("/", page(html("index.html"))),

@@ -121,7 +121,7 @@ async function snapshot(fit) {
   renderQueue();
   if (fit && bounds.length) {
     const all = bounds.reduce((acc, b) => acc.extend(b), L.latLngBounds(bounds[0].getSouthWest(), bounds[0].getNorthEast()));
-    R.map.fitBounds(all.pad(0.15), {maxZoom: 14});
+    R.map.fitBounds(all.pad(0.15), {maxZoom: 15});
   }
   document.body.dataset.trips = String(ov.trips.length);
 }
