@@ -88,7 +88,7 @@ def overview(ctx: ConsoleContext) -> dict[str, Any]:
     trips = []
     covered: set[str] = set()
     for plan_id, envelope, source, _ in store.plans_with_source():
-        view: PlanView = ctx.plans.view(plan_id, envelope)
+        view: PlanView = ctx.plans.view(plan_id, envelope, parse=False)
         gw = gateway_of_source(source) or next(iter(by_alerts.get(plan_id, [])), None)
         done = steps.get(plan_id, {})
         trip = {"plan": view.summary(), "gw": gw, "geometry": view.geometry(),

@@ -28,32 +28,54 @@ async function baseMap(id, options) {
   return map;
 }
 
-function drawPlan(map, geometry, group) {
+function zoneName(f) {
+  const p = f.properties || {};
+  return el("span", {text: String(p.name || p.id || p.role || "zone")});
+}
+
+function zoneLayers(features, group) {
+  // polygons of every plan in one layer (a thousand trips draw fast), circles one by one
+  const polygons = [];
+  for (const f of features) {
+    const p = f.properties || {};
+    if (f.geometry && f.geometry.type === "Point") {
+      const [lon, lat] = f.geometry.coordinates;
+      group.addLayer(L.circle([lat, lon], {radius: p.radius_m || 50, color: ROLE_COLOURS[p.role] || "#555",
+        weight: 1, fillOpacity: 0.15}).bindTooltip(() => zoneName(f)));
+    } else if (f.geometry) {
+      polygons.push(f);
+    }
+  }
+  if (polygons.length) {
+    group.addLayer(L.geoJSON({type: "FeatureCollection", features: polygons}, {
+      style: (f) => ({color: ROLE_COLOURS[(f.properties || {}).role] || "#555", weight: 1, fillOpacity: 0.15}),
+      onEachFeature: (f, layer) => layer.bindTooltip(() => zoneName(f))}));
+  }
+}
+
+function drawPlan(map, geometry, group, zones) {
+  // zones: an array to collect the plan's zones into (drawn later, together), else drawn now
   if (!geometry) return null;
   const c = geometry.corridor;
   const line = L.polyline(c.line, {color: "#1565c0", weight: 2, opacity: 0.9});
   const buffer = L.polyline(c.line, {color: "#90caf9", opacity: 0.35, lineCap: "round",
-    lineJoin: "round", weight: 6, className: "corridor"});
+    lineJoin: "round", weight: 6, className: "corridor", interactive: false});
   group.addLayer(buffer); group.addLayer(line);
-  const widen = () => { // the buffer's width is metres on the ground: scale with zoom
-    const lat = c.line[0][0];
-    const mpp = 40075016.686 * Math.cos(lat * Math.PI / 180) / Math.pow(2, map.getZoom() + 8);
-    buffer.setStyle({weight: Math.max(2, 2 * c.width_m / mpp)});
-  };
-  map.on("zoomend", widen); widen();
-  for (const f of geometry.zones || []) {
-    const role = (f.properties || {}).role;
-    const colour = ROLE_COLOURS[role] || "#555";
-    let layer;
-    if (f.geometry && f.geometry.type === "Point") {
-      const [lon, lat] = f.geometry.coordinates;
-      layer = L.circle([lat, lon], {radius: (f.properties || {}).radius_m || 50, color: colour,
-        weight: 1, fillOpacity: 0.15});
-    } else {
-      layer = L.geoJSON(f, {style: {color: colour, weight: 1, fillOpacity: 0.15}});
-    }
-    layer.bindTooltip(el("span", {text: String((f.properties || {}).name || (f.properties || {}).id || role || "zone")}));
-    group.addLayer(layer);
+  buffer.widthM = c.width_m;
+  buffer.lat = c.line[0][0];
+  (group.buffers = group.buffers || []).push(buffer);
+  if (!group.widen) { // a buffer's width is metres on the ground: scale with the zoom
+    group.widen = () => {
+      for (const b of group.buffers) {
+        const mpp = 40075016.686 * Math.cos(b.lat * Math.PI / 180) / Math.pow(2, map.getZoom() + 8);
+        b.setStyle({weight: Math.max(2, 2 * b.widthM / mpp)});
+      }
+    };
+    map.on("zoomend", group.widen);
   }
+  if (zones) zones.push(...(geometry.zones || []));
+  else zoneLayers(geometry.zones || [], group);
   return line;
 }
+
+function widen(group) { if (group.widen) group.widen(); }

@@ -48,7 +48,7 @@ function markAlert(a) {
   if (a.state === "resolved") return;
   const m = L.circleMarker([a.lat, a.lon], {radius: 5, color: "#000", weight: 1,
     fillColor: SEVERITY_COLOURS[a.severity] || "#555", fillOpacity: 0.9, className: "alertmark"});
-  m.bindTooltip(el("span", {text: a.title + " — " + a.gw}));
+  m.bindTooltip(() => el("span", {text: a.title + " — " + a.gw}));
   m.on("click", () => openAlert(a));
   m.addTo(R.map);
   R.alertMarks.set(a.gw + "/" + a.alert_id, m);
@@ -82,7 +82,7 @@ function upsertVehicle(v) {
     marker.setLatLng([merged.lat, merged.lon]);
     marker.setStyle(style);
   }
-  marker.bindTooltip(vehicleTip(merged));
+  marker.bindTooltip(() => vehicleTip(R.vehicles.get(v.gw).data));
   R.vehicles.set(v.gw, {data: merged, marker});
   document.getElementById("map").dataset["v_" + v.gw.replace(/[^A-Za-z0-9]/g, "_")] = merged.state;
 }
@@ -104,14 +104,17 @@ function legend() {
 async function snapshot(fit) {
   const [ov, q] = await Promise.all([api("/api/overview"), api("/api/alerts?limit=500")]);
   R.plans.clearLayers();
+  R.plans.buffers = [];
   R.trips.clear();
   const bounds = [];
+  const zones = [];
   for (const t of ov.trips) {
     if (!t.active) continue;
     if (t.gw) R.trips.set(t.gw, t);
-    const line = drawPlan(R.map, t.geometry, R.plans);
+    const line = drawPlan(R.map, t.geometry, R.plans, zones);
     if (line) bounds.push(line.getBounds());
   }
+  zoneLayers(zones, R.plans);
   for (const v of ov.vehicles) upsertVehicle(v);
   for (const v of ov.vehicles) if (v.lat !== null) bounds.push(L.latLngBounds([[v.lat, v.lon], [v.lat, v.lon]]));
   R.alerts.clear();
@@ -123,6 +126,7 @@ async function snapshot(fit) {
     const all = bounds.reduce((acc, b) => acc.extend(b), L.latLngBounds(bounds[0].getSouthWest(), bounds[0].getNorthEast()));
     R.map.fitBounds(all.pad(0.15), {maxZoom: 15});
   }
+  widen(R.plans);
   document.body.dataset.trips = String(ov.trips.length);
 }
 

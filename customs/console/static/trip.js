@@ -124,6 +124,7 @@ function draw() {
   if (T.layer) T.layer.remove();
   T.layer = L.layerGroup().addTo(T.map);
   const line = drawPlan(T.map, T.d.geometry, T.layer);
+  widen(T.layer);
   const tr = T.d.track || [];
   const bounds = line ? line.getBounds() : null;
   if (tr.length) {
