@@ -170,10 +170,12 @@ def plan_id_of(payload: bytes, limits: Limits) -> str | None:
     an envelope at all (the signature is checked whenever the plan is used, not here)."""
     try:
         envelope = boundedjson.loads(payload, max_bytes=limits.plans, max_depth=4)
-        if not isinstance(envelope, dict):
-            return "!not a signed envelope"
-        if envelope.get("kind") != "plan":
+        if not isinstance(envelope, dict) or envelope.get("format") != "sealtrail-signed/1":
+            return "!not a sealtrail-signed/1 envelope"
+        if envelope.get("kind") == "fences":
             return None
+        if envelope.get("kind") != "plan":
+            return "!an envelope of neither kind plan nor fences"
         inner = envelope.get("payload")
         if not isinstance(inner, str):
             return "!envelope has no payload text"

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 TOPIC_ROOT = "sealtrail/v1"
 LEAVES = ("alerts", "readings", "status", "anchors", "plans")
 SUBSCRIPTIONS = tuple(f"{TOPIC_ROOT}/+/{leaf}" for leaf in LEAVES)
+MIN_SHARE = 16
+"""Fewer messages than this per thread are checked on the calling thread (not worth a hop)."""
 TRANSIENT = frozenset({TRUST_UNAVAILABLE, UNKNOWN_GATEWAY})
 """Reasons that may go away on their own (a node back up, a gateway registered late)."""
 
@@ -73,7 +76,7 @@ TRANSIENT = frozenset({TRUST_UNAVAILABLE, UNKNOWN_GATEWAY})
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a write did, for display: ``kind`` alert | duplicate | quarantined | readings |
-    status | plan | overflow."""
+    duplicate_readings | status | plan | overflow."""
 
     kind: str
     alert: AlertRow | None = None
@@ -82,6 +85,12 @@ class Outcome:
     gw: str | None = None
     state: str | None = None
     previous: str | None = None
+
+
+def storable(text: str, limit: int) -> str:
+    """``text`` as any database text column takes it: NUL and lone surrogates replaced."""
+    clean = text[:limit].replace("\x00", "\\x00")
+    return clean.encode("utf-8", "replace").decode("utf-8")
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -100,6 +109,8 @@ def outcomes(result: WriteResult) -> list[Outcome]:
     out += [Outcome("plan")] * result.plans
     if result.new_records:
         out.append(Outcome("readings", count=result.new_records))
+    if result.duplicate_records:
+        out.append(Outcome("duplicate_readings", count=result.duplicate_records))
     if result.overflowed:
         out.append(Outcome("overflow", count=result.overflowed))
     return out
@@ -109,11 +120,13 @@ class Receiver:
     """Verify and file messages into a store; ``forward`` queues new alerts for the webhook."""
 
     def __init__(self, store: SqlStore, trust: Trust, *, forward: bool = False,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, verify_threads: int = 2):
         self.store = store
         self.trust = trust
         self.forward = forward
         self.limits = limits or Limits()
+        self.verify_threads = verify_threads
+        self._pool: ThreadPoolExecutor | None = None
         self.counts: Counter[str] = Counter()
         self._ratelog = RateLimitedLog(log)
 
@@ -126,13 +139,32 @@ class Receiver:
     def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> WriteResult:
         """Check every message, then store the group in one transaction. A message the store
         refuses is isolated and quarantined; StoreUnavailable propagates (nothing written)."""
-        parts = [self._check_guarded(topic, payload) for topic, payload in messages]
+        parts = self._check_all(messages)
         try:
             result = self.store.write(parts, forward=self.forward)
         except StoreDataError:
             result = self._write_one_by_one(messages, parts)
         self._count(len(messages), result)
         return result
+
+    def _check_all(self, messages: Sequence[tuple[str, bytes]]) -> list[Part]:
+        """The checks of a group, split over ``verify_threads`` threads: Ed25519 verification
+        releases the GIL, so one thread verifies while another parses (and the MQTT thread
+        reads the next messages). Order is kept."""
+        if self.verify_threads < 2 or len(messages) < 2 * MIN_SHARE:
+            return [self._check_guarded(topic, payload) for topic, payload in messages]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="verify")
+        share = -(-len(messages) // self.verify_threads)
+        chunks = [messages[i:i + share] for i in range(0, len(messages), share)]
+        done = self._pool.map(lambda chunk: [self._check_guarded(t, p) for t, p in chunk],
+                              chunks)
+        return [part for chunk in done for part in chunk]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _check_guarded(self, topic: str, payload: bytes) -> Part:
         try:
@@ -252,6 +284,8 @@ class Receiver:
                 malformed.append(f"line {number}: {checked.detail}")
             else:
                 part.rejections.append(checked)
+        if not (part.records or part.rejections or malformed):
+            malformed.append("no record in the message")
         if malformed:
             part.rejections.append(self.reject(
                 topic, payload, "malformed", f"{len(malformed)} malformed line(s); "
@@ -276,10 +310,12 @@ class Receiver:
         return Part(plans=[PlanEnvelope(plan_id, payload, topic)])
 
     def reject(self, topic: str, payload: bytes, reason: str, detail: str,
-                   **ids: Any) -> Rejection:
+               **ids: Any) -> Rejection:
+        """A quarantine entry; its text fields made storable (no NUL, no lone surrogate, a
+        bounded length: PostgreSQL refuses the first two, and the topic comes from outside)."""
         where = split_topic(topic)
-        return Rejection(topic, reason, detail, payload, account=where[0] if where else "",
-                         **ids)
+        return Rejection(storable(topic, 256), reason, storable(detail, 1000), payload,
+                         account=storable(where[0], 256) if where else "", **ids)
 
     # -- re-verification -------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@
 #         nodejs + npm (only to fetch the two tools below),
 #         gpsd + gpsd-clients (the gpsd source's tests run gpsfake: a real gpsd on a free port),
 #         openssl (deploy/mosquitto/make-test-ca.sh makes the broker tests' CA and certificates),
+#         postgresql (the customs store's production engine: the tests run every customs test
+#         on it too, each session with its own cluster made by initdb on a free loopback port;
+#         the Debian service the package starts is not used by the tests),
 #         chromium (the customs trip report is opened in headless Chromium by its test;
 #         installed without recommends, which would pull in printing and desktop services)
 #   npm:  solc (solcjs, rebuilds the anchor contract to check the committed artifact),
@@ -35,6 +38,7 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 { command -v gpsd || [ -x /usr/sbin/gpsd ]; } >/dev/null || missing+=(gpsd)
 command -v gpsfake >/dev/null || missing+=(gpsd-clients)
 command -v openssl >/dev/null || missing+=(openssl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 lean=()
 { command -v chromium || [ -x /usr/bin/chromium ]; } >/dev/null || lean+=(chromium)
 if [ ${#missing[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then

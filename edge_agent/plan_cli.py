@@ -267,7 +267,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     sign = sub.add_parser(
         "sign", help="sign a plan or fence bundle with a customs key",
-        description="Validate DOCUMENT exactly as a gateway will (geometry, roles, references, "
+        description="Validate PLAN.json exactly as a gateway will (geometry, roles, references, "
                     "seals, dates) and, only if it is valid, write a signed envelope holding its "
                     "exact bytes. Exit 0 signed, 2 invalid document or unusable key.")
     sign.add_argument("document", type=Path, metavar="PLAN.json",

@@ -186,6 +186,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     gps.set_defaults(func=run_sim_gps)
     add_parsers(sim_sub)
+    from firmware_sim.cli_gateways import add_parser as add_gateways
+    add_gateways(sim_sub)
 
 
 def _pair(form: str, most: int) -> Callable[[str], tuple[float, ...]]:

@@ -31,12 +31,15 @@ Sub = argparse._SubParsersAction  # type: ignore[type-arg]
 FLEET_EPILOG = """\
 examples:
   # 1,000 containers at a port gate, as fast as the broker takes them, with a run log
-  sealtrail sim fleet --scenario firmware_sim/scenarios/port_gate.toml --fast \\
+  sealtrail sim fleet --scenario port_gate --fast \\
       --mqtt-host 127.0.0.1 --mqtt-port 1883 --summary run.json
   # a truck transit in real time; ptys appear as links in /tmp/sealtrail
-  sealtrail sim fleet --scenario firmware_sim/scenarios/truck_transit.toml --pty-dir /tmp/sealtrail
+  sealtrail sim fleet --scenario truck_transit --pty-dir /tmp/sealtrail
   # the agent's keystore for that run (same seed, same keys)
-  sealtrail sim keys --scenario firmware_sim/scenarios/port_gate.toml --out seals.json
+  sealtrail sim keys --scenario port_gate --out seals.json
+
+--scenario takes a file, or the name of a scenario shipped with SealTrail: port_gate,
+truck_transit, attacks.
 
 stdout: one line "port <device> <path>" per pty device, then "ready" once everything is
 connected (in --fast mode the run then waits until every pty has a reader). Progress goes to
@@ -62,7 +65,7 @@ keeps it in flash; without it every run starts at counter 1 and the agent will s
 KEYS_EPILOG = """\
 examples:
   sealtrail sim keys --count 1000 --seed 7 --out /etc/sealtrail/seals.json
-  sealtrail sim keys --scenario firmware_sim/scenarios/port_gate.toml --out seals.json
+  sealtrail sim keys --scenario port_gate --out seals.json
 
 The file is {"version": 1, "seals": {"<seal_id>": "<64 hex>"}}, mode 0600, and is never
 overwritten unless --force is given. Keys are derived from the seed: simulator use only.
@@ -81,7 +84,7 @@ def add_parsers(sim_sub: Sub) -> None:
                        help="scenario TOML (schema: firmware_sim/README.md)")
     fleet.add_argument("--duration", type=float, metavar="S",
                        help="override the scenario's run.duration_s")
-    _common(fleet)
+    _common(fleet, scenario=True)
     fleet.add_argument("--pty-dir", type=Path, metavar="DIR",
                        help="symlink each pty device as DIR/<device id> (unless it sets link)")
     fleet.add_argument("--keys", type=Path, metavar="FILE",
@@ -110,7 +113,7 @@ def add_parsers(sim_sub: Sub) -> None:
     seal.add_argument("--drain-pct-per-h", type=float, default=0.0,
                       help="battery drain in %% per hour (default 0)")
     seal.add_argument("--keys", type=Path, metavar="FILE", help="keystore to take keys from")
-    _common(seal)
+    _common(seal, scenario=False)
     seal.set_defaults(func=run_seal_command)
 
     keys = sim_sub.add_parser(
@@ -128,22 +131,34 @@ def add_parsers(sim_sub: Sub) -> None:
     keys.set_defaults(func=run_keys_command)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def scenario_path(given: Path) -> Path:
+    """A scenario file, or the name of one shipped in the package (port_gate, ...)."""
+    if given.exists() or given.suffix or given.parent != Path("."):
+        return given
+    shipped = Path(__file__).resolve().parent / "scenarios" / f"{given}.toml"
+    return shipped if shipped.exists() else given
+
+
+def _common(p: argparse.ArgumentParser, *, scenario: bool) -> None:
+    of = "the scenario's, else " if scenario else ""
     p.add_argument("--seed", type=int, default=None, metavar="N",
-                   help="randomness and derived keys (default: the scenario's, else 0)")
+                   help=f"randomness and derived keys (default: {of}0)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--fast", dest="fast", action="store_true",
                       help="simulated clock: wait for readers, run as fast as they drain")
     mode.add_argument("--realtime", dest="fast", action="store_false",
                       help="real-time pacing, wall-clock stamps (default)")
     p.add_argument("--t0-ms", type=int, metavar="MS",
-                   help="--fast: Unix ms of simulated t = 0 (default run.start_utc, else now)")
+                   help="--fast: Unix ms of simulated t = 0 (default "
+                        + ("run.start_utc, else now)" if scenario else "now)"))
     p.add_argument("--wait-readers", action="store_true",
                    help="real time: start only once every pty has a reader")
     p.add_argument("--mqtt-host", metavar="H", help="broker for MQTT seals")
     p.add_argument("--mqtt-port", type=int, default=1883, metavar="P", help="(default 1883)")
     p.add_argument("--gateway-id", metavar="GW",
-                   help="topic sealtrail/v1/<GW>/sensors/<seal_id> (default: the scenario's)")
+                   help="topic sealtrail/v1/<GW>/sensors/<seal_id>"
+                        + (" (default: the scenario's, else gw-sim)" if scenario
+                           else " (default gw-sim)"))
     p.add_argument("--mqtt-connections", type=int, metavar="N",
                    help="MQTT connections (default one per seal, at most 1000)")
     p.add_argument("--counters", type=Path, metavar="FILE",
@@ -159,7 +174,7 @@ def _say(cmd: str, msg: str) -> None:
 
 def run_fleet_command(args: argparse.Namespace) -> int:
     try:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(scenario_path(args.scenario))
         keys = read_keystore(args.keys) if args.keys else None
     except (ScenarioError, OSError, ValueError) as exc:
         _say("fleet", str(exc))
@@ -201,7 +216,7 @@ def run_seal_command(args: argparse.Namespace) -> int:
 def run_keys_command(args: argparse.Namespace) -> int:
     try:
         if args.scenario is not None:
-            scenario = load_scenario(args.scenario)
+            scenario = load_scenario(scenario_path(args.scenario))
             ids = [s.id for s in scenario.seals]
             seed = args.seed if args.seed is not None else scenario.seed
         else:

@@ -47,16 +47,20 @@ def depth(data: bytes) -> int:
     return max(accumulate(array("b", brackets)), default=0)
 
 
-def loads(data: bytes | str, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes | str, *, max_bytes: int, max_depth: int = MAX_DEPTH,
+          decoder: json.JSONDecoder | None = None) -> Any:
     """``json.loads`` that refuses, with JsonBoundError, anything over ``max_bytes`` or nested
-    deeper than ``max_depth``, invalid UTF-8, and invalid JSON; it never recurses deeply."""
+    deeper than ``max_depth``, invalid UTF-8, and invalid JSON; it never recurses deeply.
+    ``decoder`` may carry hooks (``parse_float``...); a ValueError one raises becomes a
+    JsonBoundError."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     if len(raw) > max_bytes:
         raise JsonBoundError(f"{len(raw)} bytes, more than the {max_bytes} allowed")
     if raw.count(b"[") + raw.count(b"{") > max_depth and (found := depth(raw)) > max_depth:
         raise JsonBoundError(f"nested {found} deep, more than the {max_depth} allowed")
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        return json.loads(text) if decoder is None else decoder.decode(text)
     except UnicodeDecodeError as exc:
         raise JsonBoundError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     except (json.JSONDecodeError, RecursionError) as exc:

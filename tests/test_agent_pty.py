@@ -17,7 +17,8 @@ from edge_agent.journal import Journal
 from edge_agent.rules import RuleParams, RulesEngine
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gps_filter import FixFilterParams
-from edge_agent.sources.serial_gps import SerialGpsSource
+from edge_agent.sources.gps_stream import GpsStream
+from edge_agent.sources.serial_gps import NmeaHandler, SerialGpsSource
 from firmware_sim.gps import GpsReceiver
 from firmware_sim.nmea import SimFix, epoch_bytes
 from firmware_sim.pty import PtyPair
@@ -25,6 +26,7 @@ from firmware_sim.route import Route
 from geofences import DeviationParams, load_corridor, sign_envelope
 from ledger_client.keys import public_hex
 from ledger_client.records import verify_chain
+from tests.helpers.nmea_logs import load, with_binary
 from tests.helpers.rules_rig import plan_doc
 
 pytestmark = pytest.mark.integration
@@ -146,6 +148,40 @@ def test_garbage_and_truncated_sentences_never_stop_the_source(tmp_path) -> None
                    if k.startswith("nmea_") and k != "nmea_unsupported")
     assert rejected >= 40, stats  # the 40 truncated sentences at least, plus noise lines
     assert stats["fixes"] == 41
+
+
+def test_a_receiver_mixing_ubx_binary_and_nmea_loses_no_fix(tmp_path) -> None:
+    # A u-blox M8 log with UBX frames between its sentences, more than a line (512 bytes) of
+    # binary before some of them: every fix of the log reaches the journal, as decoded from
+    # the log alone.
+    journal, _ = _journal(tmp_path)
+    lines = load("ublox_m8_nmea40")
+    clean = NmeaHandler(GpsStream("gps0", REPLAY))
+    expected = [(d.t_ms, d.body) for line in lines for d in clean.handle(line)]
+    expected += [(d.t_ms, d.body) for d in clean.reset()]
+    assert len(expected) == 5
+
+    async def scenario() -> SerialGpsSource:
+        with PtyPair() as pty:
+            source = SerialGpsSource(pty.path, sensor_id="gps0", max_line=512, filters=REPLAY)
+            agent = Agent(journal, [source], [])
+            stop = asyncio.Event()
+            runner = asyncio.create_task(agent.run(stop))
+            await source.connected.wait()
+            data = with_binary(lines, seed=5, no_newline=True)
+            await asyncio.to_thread(_write_all, pty.master_fd, data)
+            # the last epoch is complete on its last GSA: no need to close the port
+            while agent.tail.head < len(expected):
+                await asyncio.wait_for(agent.tail.wait_beyond(agent.tail.head), 30)
+            stop.set()
+            await runner
+            return source
+
+    source = asyncio.run(scenario())
+    records = [s.record() for s in journal.read_after(0, 1000)]
+    assert [(r["t_ms"], r["body"]) for r in records] == expected
+    stats = source.stats()
+    assert stats["line_too_long"] >= 1 and stats.get("nmea_internal_error", 0) == 0
 
 
 def _write_all(fd: int, data: bytes) -> None:

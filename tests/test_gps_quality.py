@@ -17,7 +17,7 @@ import pytest
 from edge_agent.journal import Draft
 from edge_agent.sources.gnss_health import GnssHealth, HealthParams, StatusEvent
 from edge_agent.sources.gps_filter import FixFilter, FixFilterParams
-from edge_agent.sources.gps_fix import UNKNOWN_HDOP_X10, UNKNOWN_SATS, GpsFix, NoFix
+from edge_agent.sources.gps_fix import GpsFix, NoFix
 from edge_agent.sources.gps_stream import GpsStream
 from edge_agent.sources.nmea import NmeaDecoder
 from firmware_sim.gnss import Conditions, FixModel, Jamming, Window
@@ -36,7 +36,8 @@ def north(m: float) -> int:
     return LAT0 + round(m * E7_PER_M)
 
 
-def fix(t_ms: int, lat: int = LAT0, *, sats: int = 10, hdop: int = 9, quality: int = 1,
+def fix(t_ms: int, lat: int = LAT0, *, sats: int | None = 10, hdop: int | None = 9,
+        quality: int = 1,
         mode: int | None = 3, err: tuple[int, int] | None = None) -> GpsFix:
     return GpsFix(t_ms=t_ms, lat_e7=lat, lon_e7=LON0, fix_quality=quality, sats=sats,
                   hdop_x10=hdop, alt_cm=3000, speed_cmps=0, course_cdeg=0, fix_mode=mode,
@@ -61,8 +62,13 @@ def fix(t_ms: int, lat: int = LAT0, *, sats: int = 10, hdop: int = 9, quality: i
         ({"mode": 1}, "invalid"),  # GSA "no fix"
         ({"mode": 2}, None),
         ({"mode": None}, None),  # no GSA: nothing to say
-        ({"sats": UNKNOWN_SATS}, "few_satellites"),  # RMC-only: nothing vouches for it
-        ({"hdop": UNKNOWN_HDOP_X10, "sats": 12}, "high_hdop"),
+        # unknown is not zero: an RMC-only receiver reports neither, and is not judged on them
+        ({"sats": None}, None),
+        ({"hdop": None}, None),
+        ({"sats": None, "hdop": None}, None),
+        ({"sats": None, "hdop": 201}, "high_hdop"),  # what is known still counts
+        ({"sats": 3, "hdop": None}, "few_satellites"),
+        ({"sats": None, "quality": 8}, "invalid"),
     ],
 )
 def test_quality_checks_at_their_boundaries(changes: dict[str, Any], reason: str | None) -> None:
@@ -171,6 +177,41 @@ def test_inconsistent_outliers_never_reanchor() -> None:
     scattered = [fix(T0 + k * 1000, north(5_000 * (k % 2 + 1) * (-1) ** k)) for k in range(1, 12)]
     assert [flt.check(f, T0) for f in scattered] == ["speed_jump"] * 11
     assert flt.check(_truth(12), T0) is None  # the truth is still the reference
+
+
+def test_a_receiver_whose_clock_steps_back_is_reanchored_not_dropped_for_ever() -> None:
+    # A receiver restart: the clock comes back 30 min early (RTC, or time before the
+    # almanac's leap seconds) and runs on from there, the truck still driving north.
+    flt = FixFilter(FixFilterParams(max_age_ms=None, max_future_ms=None, reanchor_after=5))
+    assert [flt.check(_truth(k), T0) for k in range(3)] == [None] * 3
+    back = 1_800_000
+    after = [fix(T0 - back + k * 1000, north(20 * (3 + k))) for k in range(8)]
+    # four in a row that follow on from each other are still dropped; the fifth re-anchors
+    assert [flt.check(f, T0) for f in after] == ["time_regress"] * 4 + [None] * 4
+    assert flt.counts == {"time_regress": 4, "reanchored_time": 1}
+
+
+def test_reanchoring_on_time_needs_the_run_to_agree() -> None:
+    flt = FixFilter(FixFilterParams(max_age_ms=None, max_future_ms=None, reanchor_after=3))
+    assert flt.check(_truth(10), T0) is None
+    # stepped back, but each 5 km from the one before: never a run
+    jumpy = [fix(T0 + k * 1000, north(5_000 * (k % 2))) for k in range(6)]
+    assert [flt.check(f, T0) for f in jumpy] == ["time_regress"] * 6
+    # stepped back, and not moving forward in time: never a run either
+    stuck = [fix(T0 + 1000 - k * 100, north(200)) for k in range(6)]
+    assert [flt.check(f, T0) for f in stuck] == ["time_regress"] * 6
+    # a single step back between good fixes costs that fix only
+    assert flt.check(fix(T0 + 9_000, north(200)), T0) == "time_regress"
+    assert flt.check(_truth(11), T0) is None
+    assert flt.counts == {"time_regress": 13}
+
+
+def test_a_run_of_old_times_is_still_stale_when_there_is_a_now() -> None:
+    # live: the wall clock is the judge, so a clock stepped back minutes stays rejected
+    flt = FixFilter(FixFilterParams(reanchor_after=2))
+    assert flt.check(_truth(0), T0) is None
+    old = [fix(T0 - 600_000 + k * 1000, north(20 * k)) for k in range(4)]
+    assert [flt.check(f, T0) for f in old] == ["stale"] * 4
 
 
 # --- GnssHealth: no-fix periods --------------------------------------------------------------
@@ -307,7 +348,7 @@ def test_unknown_satellites_are_not_a_collapse() -> None:
     # evidence that satellites fell away.
     h = GnssHealth()
     out = [e for k in range(10) for e in h.fix(fix(T0 + k * 1_000, sats=12), True)]
-    out += h.fix(fix(T0 + 10_000, sats=UNKNOWN_SATS, hdop=UNKNOWN_HDOP_X10), usable=False)
+    out += h.fix(fix(T0 + 10_000, sats=None, hdop=None), usable=False)
     out += h.fix(fix(T0 + 11_000, sats=12), usable=True)
     assert out == []
 
@@ -323,6 +364,34 @@ def test_jamming_cleared_only_after_clear_after_ms_of_healthy_fixes() -> None:
         "event": "jammingCleared", "since_ms": T0, "duration_ms": 32_000})
     assert not h.jamming
     assert h.fix(fix(T0 + 33_000, err=(50, 50)), True) == []
+
+
+def test_weak_geometry_is_not_jamming_but_the_same_error_on_a_good_fix_is() -> None:
+    # 3 satellites, 2D, HDOP 10: a GST error of ~350 m is what that geometry gives. The fix
+    # fails the quality filter, so it is an outage (gnssLost after 3 s), not a jammer.
+    weak = [fix(T0 + k * 1000, sats=3, hdop=100, mode=2, err=(25_000, 25_000))
+            for k in range(5)]
+    stream = GpsStream("gps0", REPLAY, clock=lambda: T0)
+    drafts = [d for f in weak for d in stream.observe(f)]
+    assert _statuses(drafts) == [("gnssLost", 3_000)]
+    assert stream.counts == {"dropped_few_satellites": 5}
+    # the same error estimate on fixes that pass the filter: suspicious
+    good = [fix(T0 + k * 1000, sats=9, hdop=9, err=(25_000, 25_000)) for k in range(5, 7)]
+    drafts = [d for f in good for d in stream.observe(f)]
+    assert _statuses(drafts) == [("jammingSuspected", 5_000), ("gnssRestored", 5_000)]
+    suspected = next(d for d in drafts if d.body.get("event") == "jammingSuspected")
+    assert suspected.body["indicators"] == ["error_estimate"]
+    assert suspected.body["err_h_cm"] == 35_355  # hypot(250 m, 250 m)
+
+
+def test_a_satellite_collapse_counts_even_on_a_fix_too_poor_to_use() -> None:
+    # losing satellites is a signal indicator, not geometry: 10 -> 3 in 2 s is suspicious
+    # although the 3-satellite fix itself is dropped
+    h = GnssHealth()
+    assert h.fix(fix(T0, sats=10), usable=True) == []
+    out = h.fix(fix(T0 + 2_000, sats=3, hdop=100, mode=2, err=(25_000, 25_000)), usable=False)
+    (ev,) = out
+    assert ev.body["indicators"] == ["satellites_collapse"]  # the error alone would not be
 
 
 def test_jamming_does_not_flap_on_alternating_fixes() -> None:
@@ -488,7 +557,8 @@ def test_simulated_jamming_seen_in_the_gst_error_estimates() -> None:
 
 def test_gga_lost_to_line_noise_is_not_jamming() -> None:
     # A GGA + RMC receiver (the most common set-up); one GGA is hit by noise, so that epoch
-    # is decoded from RMC alone, with no satellite count.
+    # is decoded from RMC alone, with no satellite count: unknown, which is neither a
+    # collapse nor a reason to drop a fix the RMC vouches for.
     model = FixModel(Motion(ROUTE), None, Conditions(), seed=3)
     dec = NmeaDecoder()
     obs: list[GpsFix | NoFix] = []
@@ -499,10 +569,13 @@ def test_gga_lost_to_line_noise_is_not_jamming() -> None:
             gga = gga.replace(b"*", b"#")  # checksum gone: dropped
         obs += dec.feed(gga) + dec.feed(rmc)
     obs += dec.flush()
-    blind = [o for o in obs if isinstance(o, GpsFix) and o.sats == UNKNOWN_SATS]
+    blind = [o for o in obs if isinstance(o, GpsFix) and o.sats is None]
     assert [o.t_ms for o in blind] == [T0 + 15_000]
     stream = GpsStream("gps0", REPLAY, clock=lambda: T0)
     drafts = [d for o in obs for d in stream.observe(o)]
     assert _statuses(drafts) == []
-    assert stream.counts == {"dropped_few_satellites": 1}
-    assert len([d for d in drafts if d.kind == "gps"]) == 29
+    assert stream.counts == {}
+    readings = [d for d in drafts if d.kind == "gps"]
+    assert len(readings) == 30
+    assert "sats" not in readings[15].body and "hdop_x10" not in readings[15].body
+    assert readings[14].body["sats"] > 0

@@ -47,9 +47,9 @@ needs_gpsd = pytest.mark.skipif(
            "deploy/install.sh does it)")
 
 T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
-REPLAY_FILTERS = FixFilterParams(min_sats=0, max_hdop_x10=999, max_age_ms=None,
-                                 max_future_ms=None)
-"""A replayed log has no "now"; and without GSV gpsd 3.22 reports no satellites or HDOP."""
+REPLAY_FILTERS = FixFilterParams(max_age_ms=None, max_future_ms=None)
+"""A replayed log has no "now". Without GSV gpsd 3.22 reports no satellites or HDOP: unknown,
+which the default satellite and HDOP filters do not judge."""
 
 
 # ---------------------------------------------------------------- helpers
@@ -234,7 +234,7 @@ def test_replayed_simulator_drive_is_signed_as_the_nmea_log_says(tmp_path: Path)
         if "err" in exp:
             assert (body["err_lat_cm"], body["err_lon_cm"], body["err_alt_cm"]) == exp["err"]
         if not exp["gsv"]:  # gpsd 3.22 sends SKY (satellites, DOPs) only for GSV
-            assert (body["sats"], body["hdop_x10"]) == (0, 999) and "pdop_x10" not in body
+            assert not {"sats", "hdop_x10", "pdop_x10"} & body.keys()  # unknown, not 0
         else:
             assert body["sats"] > 0 and body["hdop_x10"] < 999
     assert worst["pos"] <= 1 and worst["speed"] <= 1, worst
@@ -557,13 +557,13 @@ def test_a_report_after_its_epoch_serves_the_next_epoch_only() -> None:
     for sec in range(3):  # learn: gpsd sends a GST after every TPV
         _feed(dec, _tpv(sec), _gst(sec))
     [three] = _feed(dec, _tpv(3), _gst(3))  # closed at its GST
-    assert three.sats == 0  # type: ignore[union-attr]
+    assert three.sats is None  # type: ignore[union-attr]  # no SKY: unknown
     # a SKY after epoch 3 closed: one cycle old at most, so it serves epoch 4 ...
     _feed(dec, _sky(7))
     [with_late] = _feed(dec, _tpv(4), _gst(4))
     assert with_late.sats == 7  # type: ignore[union-attr]
     [without] = _feed(dec, _tpv(5), _gst(5))  # ... and not epoch 5
-    assert without.sats == 0  # type: ignore[union-attr]
+    assert without.sats is None  # type: ignore[union-attr]
     # a GST that comes ahead of its TPV waits for exactly that TPV
     _feed(dec, _gst(7, lat=3.0))
     [six] = _feed(dec, _tpv(6), _gst(6))
@@ -592,8 +592,10 @@ def test_bad_optional_fields_lose_the_field_and_bad_required_ones_the_report() -
           '{"class":"TPV","mode":3,"time":"2024-03-23T12:00:04Z","lat":1' + "0" * 5000 + "}")
     [fix] = dec.flush()
     assert isinstance(fix, GpsFix)
-    assert (fix.speed_cmps, fix.course_cdeg, fix.alt_cm, fix.fix_quality) == (0, 0, None, 1)
-    assert (fix.sats, fix.hdop_x10, fix.pdop_x10) == (0, 999, None)  # 99.99 = "no DOP"
+    assert (fix.speed_cmps, fix.course_cdeg, fix.alt_cm, fix.fix_quality) == (
+        None, None, None, 1)  # lost with their bad values: unknown, not 0
+    # no satellite count (uSat 2.5, no list) is unknown; 99.99 is "no DOP", kept as failing
+    assert (fix.sats, fix.hdop_x10, fix.pdop_x10) == (None, 999, None)
     assert dec.counts["bad_field"] == 4 and dec.counts["unknown_status"] == 1
     assert (dec.counts["bad_position"], dec.counts["bad_mode"], dec.counts["bad_time"],
             dec.counts["bad_json"]) == (1, 1, 1, 2)
@@ -646,7 +648,7 @@ def _sane(out: list[GpsFix | NoFix]) -> None:
         body = obs.body()
         assert all(type(v) is int for v in body.values())  # signable: no Decimal, no bool
         assert abs(body["lat_e7"]) <= 900_000_000 and abs(body["lon_e7"]) <= 1_800_000_000
-        assert 0 <= body["course_cdeg"] < 36_000 and 0 <= body["hdop_x10"] <= 999
+        assert 0 <= body.get("course_cdeg", 0) < 36_000 and 0 <= body.get("hdop_x10", 0) <= 999
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

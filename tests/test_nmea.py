@@ -13,11 +13,12 @@ import json
 import math
 from functools import reduce
 
+import pynmea2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.sources.nmea import UNKNOWN_HDOP_X10, UNKNOWN_SATS, GpsFix, NmeaDecoder, NoFix
+from edge_agent.sources.nmea import GpsFix, NmeaDecoder, NoFix
 from firmware_sim import nmea as sim_nmea
 from firmware_sim.route import Route
 
@@ -121,8 +122,8 @@ def test_rmc_alone_is_emitted_when_next_epoch_starts() -> None:
         lat_e7=492_741_667,  # 49 + 16.45 / 60 = 49.2741666...
         lon_e7=-1_231_853_333,  # -(123 + 11.12 / 60) = -123.1853333...
         fix_quality=1,  # no mode indicator: NMEA 2.0 RMC, autonomous
-        sats=UNKNOWN_SATS,
-        hdop_x10=UNKNOWN_HDOP_X10,
+        sats=None,
+        hdop_x10=None,
         alt_cm=None,  # RMC has no altitude: omitted from the reading, not a made-up 0
         speed_cmps=26,  # 0.5 kn = 25.72 cm/s
         course_cdeg=5470,
@@ -182,7 +183,10 @@ def test_unsupported_sentences_are_ignored() -> None:
     ]
     fixes, dec = decode_all([*lines, GGA_1994, RMC_1994])
     assert fixes == [FIX_1994]
-    assert dec.counts == {"unsupported": 3}
+    # a GNSS sentence not read and a proprietary one are what a healthy receiver sends: counted,
+    # not rejects; a talker that is no GNSS (or line noise that kept its checksum) is one
+    assert dec.counts == {"unsupported": 1, "proprietary": 1, "unknown_talker": 1}
+    assert dec.rejected == 1
 
 
 def test_garbage_and_damaged_lines_are_counted() -> None:
@@ -328,7 +332,7 @@ def test_feed_sequences_never_raise(lines: list[bytes]) -> None:
 
 def _rmc_only(fix: GpsFix) -> GpsFix:
     return GpsFix(
-        fix.t_ms, fix.lat_e7, fix.lon_e7, 1, UNKNOWN_SATS, UNKNOWN_HDOP_X10, None,
+        fix.t_ms, fix.lat_e7, fix.lon_e7, 1, None, None, None,
         fix.speed_cmps, fix.course_cdeg,
     )  # fmt: skip
 
@@ -527,12 +531,12 @@ def test_empty_gst_means_no_error_estimate() -> None:
         ("", "084.4", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A", (283, 8440)),
         # RMC reports both: RMC wins
         ("022.4", "084.4", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A", (1152, 8440)),
-        # a VTG in mode N ("no fix") says nothing
-        ("", "", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,N", (0, 0)),
+        # a VTG in mode N ("no fix") says nothing: speed and course unknown, not 0
+        ("", "", "GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,N", (None, None)),
     ],
 )
 def test_vtg_fills_in_what_rmc_lacks(
-    rmc_speed: str, rmc_course: str, vtg: str, expected: tuple[int, int]
+    rmc_speed: str, rmc_course: str, vtg: str, expected: tuple[int | None, int | None]
 ) -> None:
     dec = NmeaDecoder()
     # u-blox order: RMC, VTG, GGA (the first epoch is complete with GGA + RMC)
@@ -659,10 +663,10 @@ def test_damaged_gsa_without_gga_leaves_satellites_unknown() -> None:
     out = [o for line in (rmc_at(19), bad_gsa) for o in dec.feed(line)] + dec.flush()
     (fix,) = out
     assert isinstance(fix, GpsFix)
-    assert (fix.sats, fix.hdop_x10, fix.fix_mode) == (UNKNOWN_SATS, UNKNOWN_HDOP_X10, None)
+    assert (fix.sats, fix.hdop_x10, fix.fix_mode) == (None, None, None)
 
 
-# --- fuzzing all five sentence types ---------------------------------------------------------
+# --- fuzzing every sentence type read ------------------------------------------------------
 
 _TEMPLATES = [
     *epoch_at(19),
@@ -672,6 +676,11 @@ _TEMPLATES = [
     GGA_IE,
     RMC_IE,
     RMC_UBX,
+    sentence("GNGNS,123519,4807.038,N,01131.000,E,AAN,14,0.8,545.4,46.9,,,V"),
+    sentence("GLGGA,123519,4807.038,N,01131.000,E,1,05,1.4,545.4,M,46.9,M,,"),
+    sentence("GPGLL,4807.038,N,01131.000,E,123519,A,D"),
+    sentence("GPZDA,123519,23,03,1994,00,00"),
+    sentence("PUBX,00,081350.00,4717.113210,N"),
 ]
 _FIELD = st.one_of(
     st.just(""),
@@ -683,7 +692,7 @@ _FIELD = st.one_of(
 
 @st.composite
 def _mutated_sentence(draw: st.DrawFn) -> bytes:
-    """A sentence of any of the five types with some fields replaced, added or cut, and a
+    """A sentence of any type read with some fields replaced, added or cut, and a
     correct checksum, so it gets past framing into the field parsers."""
     template = draw(st.sampled_from(_TEMPLATES))
     fields = template.split(b"*")[0][1:].decode("ascii").split(",")
@@ -710,8 +719,10 @@ def _sane(obs: GpsFix | NoFix) -> None:
         assert obs.t_ms is None or type(obs.t_ms) is int
         return
     assert abs(obs.lat_e7) <= 900_000_000 and abs(obs.lon_e7) <= 1_800_000_000
-    assert 0 <= obs.course_cdeg < 36_000 and obs.speed_cmps >= 0
-    assert obs.fix_quality >= 1 and obs.sats >= 0 and obs.hdop_x10 >= 0
+    assert obs.course_cdeg is None or 0 <= obs.course_cdeg < 36_000
+    assert obs.speed_cmps is None or obs.speed_cmps >= 0
+    assert obs.fix_quality >= 1
+    assert (obs.sats is None or obs.sats >= 0) and (obs.hdop_x10 is None or obs.hdop_x10 >= 0)
     assert all(type(v) is int for v in obs.body().values())
 
 
@@ -773,9 +784,169 @@ def test_single_byte_corruption_of_a_five_sentence_epoch(
         assert (fix.lat_e7, fix.lon_e7, fix.speed_cmps, fix.course_cdeg) == (
             truth.lat_e7, truth.lon_e7, truth.speed_cmps, truth.course_cdeg)
         assert fix.fix_quality == truth.fix_quality
-        assert fix.sats in (truth.sats, UNKNOWN_SATS)
-        assert fix.hdop_x10 in (truth.hdop_x10, UNKNOWN_HDOP_X10)
+        assert fix.sats in (truth.sats, None)
+        assert fix.hdop_x10 in (truth.hdop_x10, None)
         assert fix.alt_cm in (truth.alt_cm, None)
         for name in ("fix_mode", "pdop_x10", "vdop_x10", "err_lat_cm", "err_lon_cm",
                      "err_alt_cm"):
             assert getattr(fix, name) in (getattr(truth, name), None), name
+
+
+# --- GNS, GLL, ZDA; the date carried between epochs --------------------------------------
+
+
+def zda_at(ss: int, day: str = "23,03,1994") -> bytes:
+    return sentence(f"GPZDA,1235{ss:02d},{day},00,00")
+
+
+def test_gga_with_zda_is_dated_by_zda() -> None:
+    dec = NmeaDecoder()
+    out = [o for ss in (19, 20, 21) for line in (gga_at(ss), zda_at(ss)) for o in dec.feed(line)]
+    out += dec.flush()
+    # the first epoch waits for an RMC until the next GGA shows none comes; then each epoch
+    # is out on its ZDA
+    assert [f.t_ms for f in out] == [t_at(19), t_at(20), t_at(21)]
+    fix = out[0]
+    assert isinstance(fix, GpsFix)
+    assert (fix.lat_e7, fix.lon_e7, fix.sats, fix.hdop_x10, fix.alt_cm) == (
+        FIX_1994.lat_e7, FIX_1994.lon_e7, 8, 9, 54_540)
+    assert (fix.speed_cmps, fix.course_cdeg) == (None, None)  # no RMC, no VTG: unknown
+    assert "speed_cmps" not in fix.body() and "course_cdeg" not in fix.body()
+    assert dec.counts == {}
+
+
+def test_a_date_is_carried_forward_and_rolls_over_at_midnight() -> None:
+    dec = NmeaDecoder()
+    lines = [
+        sentence("GPGGA,235959.50,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+        sentence("GPRMC,235959.50,A,4807.038,N,01131.000,E,022.4,084.4,310394,003.1,W"),
+        sentence("GPGGA,235959.75,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+        sentence("GPGGA,000000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+        sentence("GPGGA,000000.25,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+    ]
+    out = [o for line in lines for o in dec.feed(line)] + dec.flush()
+    # 1994-03-31 00:00 = 764426119 - 45319 + 8 days = 765072000 s; 1994-04-01 is + 86400 s
+    midnight = 765_158_400_000
+    assert [o.t_ms for o in out] == [midnight - 500, midnight - 250, midnight, midnight + 250]
+    assert dec.counts == {}
+
+
+def test_a_clock_stepping_back_keeps_its_day() -> None:
+    # 5 h back (a receiver restart) is not "tomorrow": the nearest instant is today
+    dec = NmeaDecoder()
+    feed_each(dec, [gga_at(19), rmc_at(19)])
+    feed_each(dec, [sentence("GPGGA,073519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")])
+    (fix,) = dec.flush()  # its RMC never came: dated from the last dated epoch
+    assert fix.t_ms == FIX_1994.t_ms - 5 * 3_600_000
+
+
+def test_reset_forgets_the_date() -> None:
+    dec = NmeaDecoder()
+    feed_each(dec, [gga_at(19), rmc_at(19), gga_at(20)])
+    assert [f.t_ms for f in dec.reset()] == [t_at(20)]  # flushed with the carried date
+    assert feed_each(dec, [gga_at(21), gga_at(22)]) == [[], []]
+    assert dec.flush() == []
+    assert dec.counts["no_date"] == 2  # after a reconnect the receiver must say the date
+
+
+def test_zda_damaged_or_empty() -> None:
+    dec = NmeaDecoder()
+    lines = [
+        sentence("GPZDA,,,,,00,00"),  # u-blox before it knows the time
+        sentence("GPZDA,123519.00,,,,,"),  # a time, but no date yet
+        sentence("GPZDA,123519,30,02,1994,00,00"),  # 30 February
+        sentence("GPZDA,123519,23,03,94,00,00"),  # two-digit year: not ZDA
+    ]
+    assert [o for line in lines for o in dec.feed(line)] == []
+    assert dec.counts == {"no_time": 2, "parse_error": 2}
+    assert dec.rejected == 2
+
+
+@pytest.mark.parametrize(
+    ("modes", "quality"),
+    [("A", 1), ("AN", 1), ("NA", 1), ("DA", 2), ("ADN", 2), ("PA", 3), ("RF", 4), ("FA", 5),
+     ("EN", 6), ("NNE", 6), ("M", 7), ("S", 8), ("AS", 1)],
+)
+def test_gns_quality_is_its_best_constellation(modes: str, quality: int) -> None:
+    gns = sentence(f"GNGNS,123519,4807.038,N,01131.000,E,{modes},14,0.8,545.4,46.9,,")
+    (fix,), dec = decode_all([gns, RMC_1994])
+    assert fix.fix_quality == quality
+    assert (fix.lat_e7, fix.lon_e7, fix.sats, fix.hdop_x10, fix.alt_cm) == (
+        FIX_1994.lat_e7, FIX_1994.lon_e7, 14, 8, 54_540)
+    assert dec.counts == {}
+
+
+def test_gns_with_no_constellation_fixing_is_no_fix() -> None:
+    gns = sentence("GNGNS,123519,,,,,NNN,00,99.99,,,,,V")
+    fixes, dec = decode_all([gns, rmc_at(19)])
+    assert fixes == [] and dec.counts["invalid_fix"] == 2
+    bad = sentence("GNGNS,123519,4807.038,N,01131.000,E,AX,14,0.8,545.4,46.9,,")
+    assert decode_all([bad])[1].counts == {"parse_error": 1}
+
+
+def test_gll_gives_position_and_status() -> None:
+    gll = sentence("GPGLL,4807.038,N,01131.000,E,123519,A,D")
+    dec = NmeaDecoder()
+    out = [o for line in (gll, zda_at(19)) for o in dec.feed(line)] + dec.flush()
+    (fix,) = out
+    assert isinstance(fix, GpsFix)
+    assert (fix.t_ms, fix.lat_e7, fix.lon_e7, fix.fix_quality) == (
+        FIX_1994.t_ms, FIX_1994.lat_e7, FIX_1994.lon_e7, 2)
+    assert (fix.sats, fix.hdop_x10, fix.alt_cm) == (None, None, None)
+    void = sentence("GPGLL,4807.038,N,01131.000,E,123520,V,N")
+    dec = NmeaDecoder()
+    out = [o for line in (void, zda_at(20)) for o in dec.feed(line)] + dec.flush()
+    assert out == [NoFix(t_at(20))]
+
+
+def test_one_gga_per_constellation_is_summed_and_gn_wins() -> None:
+    gp = sentence("GPGGA,123519,4807.038,N,01131.000,E,1,07,0.9,545.4,M,46.9,M,,")
+    gl = sentence("GLGGA,123519,4807.038,N,01131.000,E,1,05,1.4,545.4,M,46.9,M,,")
+    gn = sentence("GNGNS,123519,4807.038,N,01131.000,E,AA,11,0.7,545.4,46.9,,")
+    (fix,), dec = decode_all([gp, gl, RMC_1994])
+    assert (fix.sats, fix.hdop_x10) == (12, 9)  # 7 + 5; the first GGA's HDOP
+    (fix,), dec = decode_all([gp, gl, gn, RMC_1994])
+    assert (fix.sats, fix.hdop_x10) == (11, 7)  # the combined solution's own figures
+    # the same talker twice is a duplicate, not a second constellation
+    (fix,), dec = decode_all([gp, gp, RMC_1994])
+    assert fix.sats == 7 and dec.counts == {"duplicate": 1}
+
+
+def test_a_constellation_without_a_fix_does_not_void_the_others() -> None:
+    gp = sentence("GPGGA,123519,4807.038,N,01131.000,E,1,07,0.9,545.4,M,46.9,M,,")
+    gl0 = sentence("GLGGA,123519,,,,,0,00,99.99,,,,,,")
+    (fix,), _ = decode_all([gp, gl0, RMC_1994])
+    assert fix.sats == 7
+    # but a GGA of quality 0 with only RMC's position is a receiver contradicting itself
+    fixes, dec = decode_all([gl0, RMC_1994])
+    assert fixes == [] and dec.counts["invalid_fix"] == 2
+
+
+def test_in_talker_and_proprietary_sentences() -> None:
+    gga = sentence("INGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+    rmc = sentence("INRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W")
+    pgrme = sentence("PGRME,15.0,M,45.0,M,25.0,M")
+    fixes, dec = decode_all([pgrme, gga, pgrme, rmc])
+    assert fixes == [FIX_1994]
+    assert dec.counts == {"proprietary": 2} and dec.rejected == 0
+
+
+def test_gns_navigational_status_v_is_no_verdict() -> None:
+    # NMEA 4.10 GNS ends with a navigational status; u-blox F9 sends V ("not provided") with
+    # every fix, so only the modes say whether there is one
+    gns = sentence("GNGNS,123519,4807.038,N,01131.000,E,RRRR,24,0.5,545.4,46.9,1.0,0000,V")
+    (fix,), dec = decode_all([gns, RMC_1994])
+    assert fix.fix_quality == 4 and dec.counts == {}
+
+
+def test_field_positions_agree_with_pynmea2_the_independent_oracle() -> None:
+    """The decoder's field layouts are written out (pynmea2 is no runtime dependency); they
+    must stay the ones pynmea2, written by others from the standard, uses."""
+    from edge_agent.sources import nmea_sentences as ns
+
+    for name in ("GGA", "RMC", "VTG", "GSA", "GST", "GLL", "ZDA", "GNS"):
+        ours = getattr(ns, f"_{name}")
+        theirs = {n: i + 1 for n, i in getattr(pynmea2, name).name_to_idx.items()}
+        for field, index in theirs.items():
+            assert ours.get("differential" if field == "diferential" else field) == index, \
+                (name, field)

@@ -173,6 +173,26 @@ def test_a_stop_is_reported_once_and_noise_neither_ends_nor_restarts_it() -> Non
     assert not m.stopped
 
 
+def test_without_a_reported_speed_position_alone_tells_a_stop_from_driving() -> None:
+    """A GGA+ZDA or GNS+GLL receiver reports no speed: unknown, not zero. A truck driving at
+    15 m/s is never 'stopped', and a parked one is, from positions alone; overspeed needs a
+    measured speed and is not judged."""
+    def unknown(seq: int, t_s: float, north_m: float) -> Fix:
+        return fix(seq, t_s, north_m)._replace(speed_cmps=None, sats=None, hdop_x10=None)
+
+    driving = StopMonitor()
+    for t in range(0, 1500):
+        assert driving.update(unknown(t + 1, t, 15.0 * t), P, P.max_stop_ms) is None
+    parked = StopMonitor()
+    reports = [stop for t in range(0, 1500)
+               if (stop := parked.update(unknown(t + 1, t, 0.0), P, P.max_stop_ms))]
+    assert len(reports) == 1 and reports[0].duration_ms == P.max_stop_ms
+    assert "sats" not in unknown(1, 0, 0).position()
+    assert Fix.from_list(json.loads(json.dumps(unknown(1, 0, 0).to_list()))) == unknown(1, 0, 0)
+    speed = SpeedMonitor()
+    assert all(speed.update(unknown(t + 1, t, 60.0 * t), P, "gps0") is None for t in range(600))
+
+
 # -- health -------------------------------------------------------------------------------------
 
 

@@ -295,7 +295,8 @@ def test_huge_line_garbage_and_wrong_baud_keep_the_source_up_and_bounded(
                     await _write_all(fd, burst)
                 if k == huge_before:
                     # 10 MB with no newline at all, straight into the next epoch: its GGA is
-                    # glued to the end of the monster line and lost with it
+                    # glued to the end of the monster line, and kept (the framer keeps an
+                    # overflowing line's tail from its last `$`)
                     for _ in range(huge_mb * 16):
                         await _write_all(fd, chunk)
                 await _write_all(fd, rx.epoch(k))
@@ -313,6 +314,8 @@ def test_huge_line_garbage_and_wrong_baud_keep_the_source_up_and_bounded(
     records = [s.record() for s in journal.read_after(0, 100_000)]
     assert [r["t_ms"] for r in records if r["kind"] == "gps"] == [
         rx.t_ms(k) for k in range(epochs)]
+    glued = next(r for r in records if r["t_ms"] == rx.t_ms(huge_before))
+    assert "alt_cm" in glued["body"]  # its GGA survived the monster line
     assert [r for r in records if r["kind"] == "status"] == []  # never disconnected
     stats = source.stats()
     assert stats["bytes"] > huge_mb * 1_048_576  # it really read the whole monster line

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from customs.credentials.errors import MalformedCredential
+from ledger_client import boundedjson
 
 MAX_SAFE_INT = 2**53 - 1
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
@@ -154,13 +155,15 @@ def loads(data: bytes | str) -> Any:
             raise JCSError(f"not UTF-8: {exc}") from None
     if data.startswith("\ufeff"):
         raise JCSError("starts with a byte-order mark")
-    try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_int=_js_int,
-                          parse_float=_js_float, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise JCSError(f"not JSON: {exc}") from None
-    except RecursionError:
-        raise JCSError("JSON nested too deeply") from None
+    try:  # bounded: a process that imported web3 segfaults on deep JSON (boundedjson)
+        return boundedjson.loads(data, max_bytes=MAX_DOCUMENT_BYTES, max_depth=MAX_DEPTH,
+                                 decoder=_DECODER)
+    except boundedjson.JsonBoundError as exc:
+        raise JCSError(str(exc)) from None
+
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -189,3 +192,7 @@ def _js_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise JCSError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_int=_js_int,
+                            parse_float=_js_float, parse_constant=_no_constant)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from customs.store.console_queries import ConsoleStore
@@ -57,6 +57,10 @@ class Tx(Protocol):
 
     def inserted(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
         """Run an ``INSERT ... ON CONFLICT DO NOTHING`` per row; which rows went in."""
+        ...
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row (nothing for no rows)."""
         ...
 
 
@@ -102,53 +106,47 @@ class SqlStore(ConsoleStore, Queries):
             return self._write(tx, parts, forward)
 
     def _write(self, tx: Tx, parts: Sequence[Part], forward: bool) -> WriteResult:
+        """Each kind of row of the whole group in one statement (pipelined on PostgreSQL), so
+        a group costs a handful of round trips, not several per message."""
         result = WriteResult()
-        moved: dict[str, RecordRow] = {}
-        alert_gateways: set[str] = set()
         for part in parts:
             for rej in part.rejections:
                 self._quarantine(tx, rej, result)
-            self._records(tx, part.records, result, moved)
-            fresh, conflicts = self._alert_records(tx, part.alerts, result)
-            for alert in part.alerts:
-                if (alert.gw, alert.seq) in conflicts:
-                    continue
-                alert_gateways.add(alert.gw)
-                self._alert(tx, alert, (alert.gw, alert.seq) in fresh, forward, result)
+        moved = self._records(tx, [r for p in parts for r in p.records], result)
+        alerts = [a for p in parts for a in p.alerts]
+        fresh, conflicts = self._alert_records(tx, alerts, result)
+        alerts = [a for a in alerts if (a.gw, a.seq) not in conflicts]
+        self._alerts(tx, alerts, fresh, forward, result)
+        for part in parts:
             for status in part.statuses:
                 self._status(tx, status, result)
-            for plan in part.plans:
-                tx.run("INSERT INTO plans VALUES (?,?,?,?) ON CONFLICT (plan_id) DO UPDATE SET "
-                       "envelope = excluded.envelope, source = excluded.source, "
-                       "received_ms = excluded.received_ms",
-                       (plan.plan_id, plan.envelope, plan.source, now_ms()))
-                result.plans += 1
-            for a in part.anchors:
-                tx.run("INSERT INTO anchors VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (gw, "
-                       "batch_seq) DO UPDATE SET tx_hash = excluded.tx_hash, block_number = "
-                       "excluded.block_number, block_hash = excluded.block_hash, log_index = "
-                       "excluded.log_index, received_ms = excluded.received_ms",
-                       (a.gw, a.batch_seq, a.first_seq, a.tree_size, a.root, a.chain_id,
-                        a.contract, a.tx_hash, a.block_number, a.block_hash, a.log_index,
-                        now_ms()))
-                result.anchors += 1
             for qid in part.released:
                 self._release(tx, qid)
-        for gw in sorted(moved):  # sorted: concurrent writers lock gateway rows in one order
-            fix = moved[gw]
-            self._ensure_gateway(tx, gw)
-            tx.run("UPDATE gateways SET last_fix_seq = ?, last_fix_ms = ?, last_lat_e7 = ?, "
-                   "last_lon_e7 = ? WHERE gw = ? AND (last_fix_seq IS NULL OR last_fix_seq < ?)",
-                   (fix.seq, fix.t_ms, fix.lat_e7, fix.lon_e7, gw, fix.seq))
-            self._change(tx, "track", gw, str(fix.seq))
-        for gw in sorted(alert_gateways):
-            result.frontiers[gw] = self._advance_frontier(tx, gw)
+        plans = [p for part in parts for p in part.plans]
+        tx.many("INSERT INTO plans VALUES (?,?,?,?) ON CONFLICT (plan_id) DO UPDATE SET "
+                "envelope = excluded.envelope, source = excluded.source, "
+                "received_ms = excluded.received_ms",
+                [(p.plan_id, p.envelope, p.source, now_ms()) for p in plans])
+        result.plans += len(plans)
+        anchors = [a for part in parts for a in part.anchors]
+        tx.many("INSERT INTO anchors VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (gw, "
+                "batch_seq) DO UPDATE SET tx_hash = excluded.tx_hash, block_number = "
+                "excluded.block_number, block_hash = excluded.block_hash, log_index = "
+                "excluded.log_index, received_ms = excluded.received_ms",
+                [(a.gw, a.batch_seq, a.first_seq, a.tree_size, a.root, a.chain_id, a.contract,
+                  a.tx_hash, a.block_number, a.block_hash, a.log_index, now_ms())
+                 for a in anchors])
+        result.anchors += len(anchors)
+        self._tracks(tx, moved)
+        result.frontiers = self._advance_frontiers(tx, alerts)
         return result
 
-    def _records(self, tx: Tx, records: Sequence[RecordRow], result: WriteResult,
-                 moved: dict[str, RecordRow]) -> None:
+    def _records(self, tx: Tx, records: Sequence[RecordRow],
+                 result: WriteResult) -> dict[str, RecordRow]:
+        """Insert readings; returns each gateway's newest new fix (for the live map)."""
+        moved: dict[str, RecordRow] = {}
         if not records:
-            return
+            return moved
         flags = tx.inserted(INSERT_RECORD, [_record_values(r) for r in records])
         for record, new in zip(records, flags, strict=True):
             if new:
@@ -159,6 +157,7 @@ class SqlStore(ConsoleStore, Queries):
                         moved[record.gw] = record
             elif not self._conflicts(tx, record, result):
                 result.duplicate_records += 1
+        return moved
 
     def _alert_records(self, tx: Tx, alerts: Sequence[AlertRow], result: WriteResult,
                        ) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
@@ -189,23 +188,43 @@ class SqlStore(ConsoleStore, Queries):
             account=record.gw, gw=record.gw, seq=record.seq), result)
         return True
 
-    def _alert(self, tx: Tx, alert: AlertRow, record_new: bool, forward: bool,
-               result: WriteResult) -> None:
-        if record_new and tx.inserted(INSERT_ALERT, [(
-                alert.gw, alert.alert_id, alert.seq, alert.t_ms, alert.type, alert.severity,
-                alert.plan_id, alert.lat_e7, alert.lon_e7, alert.prev_alert, alert.trust,
-                alert.received_ms, alert.note)])[0]:
-            result.new_alerts.append(alert)
-            self._change(tx, "alert", alert.gw, alert.alert_id)
-            if forward:
-                tx.run("INSERT INTO webhook_outbox (gw, alert_id, state, updated_ms) VALUES "
-                       "(?, ?, 'pending', ?) ON CONFLICT (gw, alert_id) DO NOTHING",
-                       (alert.gw, alert.alert_id, alert.received_ms))
+    def _alerts(self, tx: Tx, alerts: Sequence[AlertRow], fresh: set[tuple[str, int]],
+                forward: bool, result: WriteResult) -> None:
+        """Index new alerts; count the rest as duplicates: a redelivery (the same record), or
+        the gateway raising one alert id again at another seq (kept once, the first)."""
+        candidates = [a for a in alerts if (a.gw, a.seq) in fresh]
+        flags = tx.inserted(INSERT_ALERT, [
+            (a.gw, a.alert_id, a.seq, a.t_ms, a.type, a.severity, a.plan_id, a.lat_e7, a.lon_e7,
+             a.prev_alert, a.trust, a.received_ms, a.note) for a in candidates])
+        new = [a for a, ok in zip(candidates, flags, strict=True) if ok]
+        duplicates = [a for a in alerts if (a.gw, a.seq) not in fresh]
+        duplicates += [a for a, ok in zip(candidates, flags, strict=True) if not ok]
+        result.new_alerts += new
+        result.duplicate_alerts += duplicates
+        t = now_ms()
+        tx.many("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?, 'alert', ?, ?)",
+                [(t, a.gw, a.alert_id) for a in new])
+        if forward:
+            tx.many("INSERT INTO webhook_outbox (gw, alert_id, state, updated_ms) VALUES "
+                    "(?, ?, 'pending', ?) ON CONFLICT (gw, alert_id) DO NOTHING",
+                    [(a.gw, a.alert_id, a.received_ms) for a in new])
+        tx.many("UPDATE alerts SET duplicates = duplicates + 1 WHERE gw = ? AND alert_id = ?",
+                [(a.gw, a.alert_id) for a in duplicates])
+
+    def _tracks(self, tx: Tx, moved: dict[str, RecordRow]) -> None:
+        """Each gateway's last fix, for the map; sorted, so concurrent writers lock gateway
+        rows in one order and never deadlock each other."""
+        if not moved:
             return
-        # a redelivery (same record), or the gateway raised this alert id again at another seq
-        tx.run("UPDATE alerts SET duplicates = duplicates + 1 WHERE gw = ? AND alert_id = ?",
-               (alert.gw, alert.alert_id))
-        result.duplicate_alerts.append(alert)
+        gws = sorted(moved)
+        self._ensure_gateways(tx, gws)
+        tx.many("UPDATE gateways SET last_fix_seq = ?, last_fix_ms = ?, last_lat_e7 = ?, "
+                "last_lon_e7 = ? WHERE gw = ? AND (last_fix_seq IS NULL OR last_fix_seq < ?)",
+                [(moved[g].seq, moved[g].t_ms, moved[g].lat_e7, moved[g].lon_e7, g,
+                  moved[g].seq) for g in gws])
+        t = now_ms()
+        tx.many("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?, 'track', ?, ?)",
+                [(t, g, str(moved[g].seq)) for g in gws])
 
     def _quarantine(self, tx: Tx, rej: Rejection, result: WriteResult) -> None:
         """Keep the payload while the gateway is within its quota; past it, only count and
@@ -256,26 +275,43 @@ class SqlStore(ConsoleStore, Queries):
         if previous != st.state:
             self._change(tx, "status", st.gw, st.state)
 
-    def _ensure_gateway(self, tx: Tx, gw: str) -> None:
-        tx.run("INSERT INTO gateways (gw, state, received_ms) VALUES (?, 'unknown', ?) "
-               "ON CONFLICT (gw) DO NOTHING", (gw, now_ms()))
+    def _ensure_gateways(self, tx: Tx, gws: Sequence[str]) -> None:
+        t = now_ms()
+        tx.many("INSERT INTO gateways (gw, state, received_ms) VALUES (?, 'unknown', ?) "
+                "ON CONFLICT (gw) DO NOTHING", [(gw, t) for gw in gws])
 
-    def _advance_frontier(self, tx: Tx, gw: str) -> int:
-        """Follow the gateway's alert links (each alert names its predecessor's seq in
-        ``prev_alert``) from the last acknowledged alert as far as they go unbroken."""
-        self._ensure_gateway(tx, gw)
-        row = tx.one("SELECT acked_seq FROM gateways WHERE gw = ?", (gw,))
-        start = frontier = int(row[0]) if row else 0
-        while True:
-            step = tx.one("SELECT MIN(seq) FROM alerts WHERE gw = ? AND prev_alert = ? AND "
-                          "seq > ?", (gw, frontier, frontier))
-            if step is None or step[0] is None:
-                break
-            frontier = int(step[0])
-        if frontier != start:
-            tx.run(f"UPDATE gateways SET acked_seq = {self.dialect.greatest}(acked_seq, ?) "
-                   "WHERE gw = ?", (frontier, gw))
-        return frontier
+    def _advance_frontiers(self, tx: Tx, alerts: Sequence[AlertRow]) -> dict[str, int]:
+        """For each gateway with alerts in this write: follow its alert links (each alert names
+        its predecessor's seq in ``prev_alert``) from the last acknowledged alert as far as
+        they go unbroken. One query fetches every alert past the frontiers (when they arrive in
+        order, just this write's); the walk is in memory."""
+        gws = sorted({a.gw for a in alerts})
+        if not gws:
+            return {}
+        self._ensure_gateways(tx, gws)
+        frontiers: dict[str, int] = {}
+        links: dict[tuple[str, int], int] = {}
+        for chunk in range(0, len(gws), 500):
+            part = gws[chunk:chunk + 500]
+            marks = ", ".join("?" * len(part))
+            frontiers.update((str(g), int(a)) for g, a in tx.all(
+                f"SELECT gw, acked_seq FROM gateways WHERE gw IN ({marks})", part))
+            for gw, prev, seq in tx.all(
+                    "SELECT a.gw, a.prev_alert, a.seq FROM alerts a JOIN gateways g ON g.gw = "
+                    f"a.gw WHERE a.gw IN ({marks}) AND a.seq > g.acked_seq AND a.prev_alert IS "
+                    "NOT NULL ORDER BY a.gw, a.seq", part):
+                links.setdefault((str(gw), int(prev)), int(seq))
+        moved = []
+        for gw in gws:
+            start = frontier = frontiers.get(gw, 0)
+            while (step := links.get((gw, frontier))) is not None and step > frontier:
+                frontier = step
+            frontiers[gw] = frontier
+            if frontier != start:
+                moved.append((frontier, gw))
+        tx.many(f"UPDATE gateways SET acked_seq = {self.dialect.greatest}(acked_seq, ?) "
+                "WHERE gw = ?", moved)
+        return {gw: frontiers[gw] for gw in gws}
 
     def _change(self, tx: Tx, kind: str, gw: str | None, ref: str | None) -> None:
         tx.run("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?,?,?,?)",
@@ -301,9 +337,10 @@ class SqlStore(ConsoleStore, Queries):
         with self._tx() as tx:
             return tx.run("DELETE FROM changes WHERE t_ms < ?", (before_ms,))
 
-    def recompute_frontiers(self, gateways: Iterable[str]) -> dict[str, int]:
-        with self._tx() as tx:
-            return {gw: self._advance_frontier(tx, gw) for gw in sorted(set(gateways))}
+    def frontier(self, gw: str) -> int:
+        """The highest alert seq below which the store holds every alert of ``gw``."""
+        rows = self._all("SELECT acked_seq FROM gateways WHERE gw = ?", (gw,))
+        return int(rows[0][0]) if rows else 0
 
 
 def _record_values(r: RecordRow) -> tuple[Any, ...]:

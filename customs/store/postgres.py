@@ -53,6 +53,10 @@ class _PgTx:
         self.cur.execute(_pg(sql), params)
         return self.cur.fetchall()
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cur.executemany(_pg(sql), rows)
+
     def inserted(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
         """One pipelined round trip for the whole group: each row's RETURNING says whether it
         went in."""

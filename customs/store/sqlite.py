@@ -38,8 +38,24 @@ class _SqliteTx:
         return self.db.execute(sql, params).fetchall()
 
     def inserted(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+        """Optimistic: one executemany, and if every row went in (the usual case) that is
+        the answer; else undo it and insert row by row to learn which were already held."""
+        if len(rows) > 1:
+            before = self.db.total_changes
+            self.db.execute("SAVEPOINT inserted")
+            self.db.executemany(sql, rows)
+            all_new = self.db.total_changes - before == len(rows)
+            if not all_new:
+                self.db.execute("ROLLBACK TO inserted")
+            self.db.execute("RELEASE inserted")
+            if all_new:
+                return [True] * len(rows)
         execute = self.db.execute
         return [execute(sql, row).rowcount == 1 for row in rows]
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.db.executemany(sql, rows)
 
 
 def _translate(exc: sqlite3.Error, where: str) -> Exception:

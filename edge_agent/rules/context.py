@@ -132,27 +132,32 @@ class ActivePlan:
 
 
 class Fix(NamedTuple):
-    """A GPS reading reduced to what the rules use."""
+    """A GPS reading reduced to what the rules use. HDOP, satellites and speed are None when
+    the receiver did not report them (an RMC-only receiver has no satellite count, a GGA+ZDA
+    one no speed): unknown is not zero, and a rule that needs one says what it does without."""
 
     seq: int
     t_ms: int
     lat_e7: int
     lon_e7: int
     fix_quality: int
-    hdop_x10: int
-    sats: int
-    speed_cmps: int
+    hdop_x10: int | None
+    sats: int | None
+    speed_cmps: int | None
 
     @classmethod
     def from_body(cls, seq: int, t_ms: int, body: Mapping[str, Any]) -> Fix | None:
         """None for a reading that is not a usable position (no fix, bad types)."""
         try:
             fix = cls(seq, t_ms, body["lat_e7"], body["lon_e7"], body.get("fix_quality", 1),
-                      body.get("hdop_x10", 0), body.get("sats", 0), body.get("speed_cmps", 0))
+                      body.get("hdop_x10"), body.get("sats"), body.get("speed_cmps"))
         except (KeyError, TypeError):
             return None
-        ints = (fix.lat_e7, fix.lon_e7, fix.fix_quality, fix.hdop_x10, fix.sats, fix.speed_cmps)
+        ints = (fix.lat_e7, fix.lon_e7, fix.fix_quality)
+        optional = (fix.hdop_x10, fix.sats, fix.speed_cmps)
         if not all(type(v) is int for v in ints) or fix.fix_quality not in FIX_QUALITIES:
+            return None
+        if not all(v is None or type(v) is int for v in optional):
             return None
         if not (-900_000_000 <= fix.lat_e7 <= 900_000_000
                 and -1_800_000_000 <= fix.lon_e7 <= 1_800_000_000):
@@ -160,17 +165,21 @@ class Fix(NamedTuple):
         return fix
 
     def position(self) -> dict[str, int]:
-        """The alert body's ``position``: where, how good, and when (``t_ms`` of the fix)."""
-        return {"lat_e7": self.lat_e7, "lon_e7": self.lon_e7, "fix_quality": self.fix_quality,
-                "hdop_x10": self.hdop_x10, "sats": self.sats, "t_ms": self.t_ms}
+        """The alert body's ``position``: where, how good (what is known of it), and when
+        (``t_ms`` of the fix)."""
+        out = {"lat_e7": self.lat_e7, "lon_e7": self.lon_e7, "fix_quality": self.fix_quality,
+               "hdop_x10": self.hdop_x10, "sats": self.sats, "t_ms": self.t_ms}
+        return {k: v for k, v in out.items() if v is not None}
 
-    def to_list(self) -> list[int]:
+    def to_list(self) -> list[int | None]:
         return [self.seq, self.t_ms, self.lat_e7, self.lon_e7, self.fix_quality,
                 self.hdop_x10, self.sats, self.speed_cmps]
 
     @classmethod
-    def from_list(cls, values: Sequence[int] | None) -> Fix | None:
-        return cls(*(int(v) for v in values)) if values else None
+    def from_list(cls, values: Sequence[int | None] | None) -> Fix | None:
+        if not values:
+            return None
+        return cls(*(None if v is None else int(v) for v in values))  # type: ignore[arg-type]
 
 
 def distance_m(a_lat_e7: int, a_lon_e7: int, b_lat_e7: int, b_lon_e7: int) -> float:

@@ -46,13 +46,15 @@ class StopMonitor:
 
     def update(self, fix: Fix, params: RuleParams, max_stop_ms: int) -> LongStop | None:
         anchor = self.anchor
+        speed = fix.speed_cmps  # None: the receiver reports no speed; position decides alone
         if anchor is not None:
             moved = distance_m(anchor.lat_e7, anchor.lon_e7, fix.lat_e7, fix.lon_e7)
-            if fix.speed_cmps > params.move_speed_cmps or (
-                    moved > params.stop_radius_m and fix.speed_cmps > params.stop_speed_cmps):
+            if (speed is not None and speed > params.move_speed_cmps) or (
+                    moved > params.stop_radius_m
+                    and (speed is None or speed > params.stop_speed_cmps)):
                 self.anchor, anchor = None, None  # driving again
         if anchor is None:
-            if fix.speed_cmps > params.stop_speed_cmps:
+            if speed is not None and speed > params.stop_speed_cmps:
                 return None
             self.anchor, self.evidence, self.reported = fix, Evidence(), False
             self.evidence.push(fix.seq)
@@ -97,7 +99,10 @@ class SpeedMonitor:
         self.under_since_ms: int | None = None
 
     def update(self, fix: Fix, params: RuleParams, key: str) -> Alert | None:
+        """Overspeed needs a measured speed: a fix without one leaves the monitor as it was."""
         limit = params.max_speed_cmps
+        if fix.speed_cmps is None:
+            return None
         if fix.speed_cmps > limit:
             self.under_since_ms = None
             if self.over_since_ms is None:

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.sources.gps_fix import UNKNOWN_SATS, GpsFix
+from edge_agent.sources.gps_fix import GpsFix
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,8 @@ class HealthParams:
     lost_after_ms: int = 3_000
     """No usable fix for this long while the receiver talks: a no-fix period has begun."""
     jam_err_cm: int = 5_000
-    """Horizontal 1-sigma error (GST) above which the receiver's fixes are suspect."""
+    """Horizontal 1-sigma error (GST) above which a fix that passes the quality filters is
+    suspect (a fix that fails them has poor geometry to explain its error)."""
     jam_sats_before: int = 8
     jam_sats_after: int = 4
     jam_window_ms: int = 10_000
@@ -72,16 +73,20 @@ class GnssHealth:
         body: dict[str, Any] = {"event": "gnssLost", "since_ms": self._no_fix_since}
         last = self._last_good
         if last is not None:
-            body["last_fix"] = {"t_ms": last.t_ms, "lat_e7": last.lat_e7, "lon_e7": last.lon_e7,
-                                "sats": last.sats, "hdop_x10": last.hdop_x10}
-            strong = last.sats >= self.params.jam_sats_before and \
+            last_fix = {"t_ms": last.t_ms, "lat_e7": last.lat_e7, "lon_e7": last.lon_e7}
+            if last.sats is not None:
+                last_fix["sats"] = last.sats
+            if last.hdop_x10 is not None:
+                last_fix["hdop_x10"] = last.hdop_x10
+            body["last_fix"] = last_fix
+            strong = last.sats is not None and last.sats >= self.params.jam_sats_before and \
                 self._no_fix_since - last.t_ms <= 2_000
             body["sudden"] = strong
         return [StatusEvent(t_ms, body)]
 
     def fix(self, fix: GpsFix, usable: bool) -> list[StatusEvent]:
         """A decoded fix; ``usable`` says whether it passed the quality filters."""
-        events = self._jamming(fix)
+        events = self._jamming(fix, usable)
         if not usable:
             return events + self.no_fix(fix.t_ms)
         if self._lost and self._no_fix_since is not None:
@@ -93,26 +98,28 @@ class GnssHealth:
         self._last_good = fix
         return events
 
-    def _jamming(self, fix: GpsFix) -> list[StatusEvent]:
+    def _jamming(self, fix: GpsFix, usable: bool) -> list[StatusEvent]:
         p = self.params
         # A fix without a satellite count (RMC alone because line noise took its GGA, or gpsd
         # before its first SKY) says nothing about satellites: as "0" it would look like a
         # collapse and raise a jamming suspicion from one damaged line.
-        known = fix.sats != UNKNOWN_SATS
-        if known:  # a monotonic deque: its head is the window's maximum, O(1) per fix
-            while self._sats and self._sats[-1][1] <= fix.sats:
+        sats = fix.sats
+        if sats is not None:  # a monotonic deque: its head is the window's maximum, O(1) per fix
+            while self._sats and self._sats[-1][1] <= sats:
                 self._sats.pop()
-            self._sats.append((fix.t_ms, fix.sats))
+            self._sats.append((fix.t_ms, sats))
         while self._sats and self._sats[0][0] < fix.t_ms - p.jam_window_ms:
             self._sats.popleft()
         indicators: list[str] = []
         err_h_cm = None
         if fix.err_lat_cm is not None and fix.err_lon_cm is not None:
             err_h_cm = round(math.hypot(fix.err_lat_cm, fix.err_lon_cm))
-            if err_h_cm > p.jam_err_cm:
+            # Only on a fix good enough to use: a 3-satellite 2D fix with HDOP 10 has an error
+            # of hundreds of metres from its geometry alone, jammer or not.
+            if usable and err_h_cm > p.jam_err_cm:
                 indicators.append("error_estimate")
         most = self._sats[0][1] if self._sats else 0
-        if known and most >= p.jam_sats_before and fix.sats <= p.jam_sats_after:
+        if sats is not None and most >= p.jam_sats_before and sats <= p.jam_sats_after:
             indicators.append("satellites_collapse")
         if indicators:
             self._healthy_since = None
@@ -120,8 +127,11 @@ class GnssHealth:
                 return []
             self._jammed_since = fix.t_ms
             body: dict[str, Any] = {"event": "jammingSuspected", "indicators": indicators,
-                                    "sats": fix.sats, "sats_before": most,
-                                    "hdop_x10": fix.hdop_x10}
+                                    "sats_before": most}
+            if sats is not None:
+                body["sats"] = sats
+            if fix.hdop_x10 is not None:
+                body["hdop_x10"] = fix.hdop_x10
             if err_h_cm is not None:
                 body["err_h_cm"] = err_h_cm
             return [StatusEvent(fix.t_ms, body)]

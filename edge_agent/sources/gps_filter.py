@@ -32,7 +32,9 @@ class FixFilterParams:
     """Allowance for position noise on top of max speed, so 10 Hz jitter is not a "jump"."""
     reanchor_after: int = 5
     """Consecutive rejected fixes that agree with each other after which we trust them, so one
-    bad fix that slipped through cannot make every later good fix look like a jump."""
+    bad fix that slipped through cannot make every later good fix look like a jump, and a
+    receiver whose clock stepped back (a restart, a leap second learnt late) is not dropped as
+    ``time_regress`` for ever."""
 
 
 def distance_m(lat1_e7: int, lon1_e7: int, lat2_e7: int, lon2_e7: int) -> float:
@@ -70,9 +72,10 @@ class FixFilter:
             return "invalid"
         if fix.fix_mode is not None and fix.fix_mode < 2:
             return "invalid"
-        if fix.sats < p.min_sats:
+        # unknown (None) is not judged: an RMC-only receiver's fix is as good as its status
+        if fix.sats is not None and fix.sats < p.min_sats:
             return "few_satellites"
-        if fix.hdop_x10 > p.max_hdop_x10:
+        if fix.hdop_x10 is not None and fix.hdop_x10 > p.max_hdop_x10:
             return "high_hdop"
         return None
 
@@ -91,21 +94,28 @@ class FixFilter:
         if fix.t_ms == last.t_ms:
             return "duplicate"
         if fix.t_ms < last.t_ms:
-            return "time_regress"
-        if p.max_speed_cmps is not None and not self._plausible(last, fix):
-            candidate = self._candidate
-            agrees = candidate is not None and candidate.t_ms < fix.t_ms and \
-                self._plausible(candidate, fix)
-            self._candidate_run = self._candidate_run + 1 if agrees else 1
-            self._candidate = fix
-            if self._candidate_run >= p.reanchor_after:
-                self.counts["reanchored"] += 1
-                return None
-            return "speed_jump"
+            return self._reanchor(fix, "time_regress")
+        if not self._plausible(last, fix):
+            return self._reanchor(fix, "speed_jump")
         return None
 
+    def _reanchor(self, fix: GpsFix, reason: str) -> str | None:
+        """``reason``, unless this is the ``reanchor_after``-th fix in a row that follows on
+        from the one before it (later in time, within reach): then the receiver has moved on
+        and ``fix`` is the new reference."""
+        candidate = self._candidate
+        agrees = candidate is not None and candidate.t_ms < fix.t_ms and \
+            self._plausible(candidate, fix)
+        self._candidate_run = self._candidate_run + 1 if agrees else 1
+        self._candidate = fix
+        if self._candidate_run >= self.params.reanchor_after:
+            self.counts["reanchored" if reason == "speed_jump" else "reanchored_time"] += 1
+            return None
+        return reason
+
     def _plausible(self, a: GpsFix, b: GpsFix) -> bool:
-        assert self.params.max_speed_cmps is not None
+        if self.params.max_speed_cmps is None:
+            return True
         reach_m = self.params.max_speed_cmps / 100 * (b.t_ms - a.t_ms) / 1000
         return distance_m(a.lat_e7, a.lon_e7, b.lat_e7, b.lon_e7) <= reach_m + \
             self.params.jump_slack_m

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-UNKNOWN_SATS = 0
-UNKNOWN_HDOP_X10 = 999
-"""Values used when nothing reported satellites or HDOP (an RMC-only receiver): chosen to *fail*
-min-satellite and max-HDOP filters rather than pass them, since nothing vouches for the fix."""
+NO_DOP_X10 = 999
+"""Where gpsd's DOPs are capped: it writes 99.99 for "no DOP", a figure that must still fail a
+max-HDOP filter (NMEA's 99.99 does as 1000), unlike an unknown DOP (None), which is not judged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +28,14 @@ class GpsFix:
     lat_e7: int
     lon_e7: int
     fix_quality: int
-    sats: int
-    hdop_x10: int
-    alt_cm: int | None  # None when the receiver gave no altitude (no GGA): never a made-up 0
-    speed_cmps: int
-    course_cdeg: int
+    # None: no sentence of the epoch reported it (an RMC-only receiver has no satellite count,
+    # a GGA + ZDA one no speed). Unknown is not zero: the figure is left out of the record and
+    # the filters do not judge it, rather than a made-up 0 failing or passing them.
+    sats: int | None
+    hdop_x10: int | None
+    alt_cm: int | None
+    speed_cmps: int | None
+    course_cdeg: int | None
     fix_mode: int | None = None  # 2 = 2D, 3 = 3D
     pdop_x10: int | None = None
     vdop_x10: int | None = None
@@ -43,15 +45,7 @@ class GpsFix:
 
     def body(self) -> dict[str, int]:
         """Record body: every reported field but ``t_ms`` (a top-level record field)."""
-        body = {
-            "lat_e7": self.lat_e7,
-            "lon_e7": self.lon_e7,
-            "fix_quality": self.fix_quality,
-            "sats": self.sats,
-            "hdop_x10": self.hdop_x10,
-            "speed_cmps": self.speed_cmps,
-            "course_cdeg": self.course_cdeg,
-        }
+        body = {"lat_e7": self.lat_e7, "lon_e7": self.lon_e7, "fix_quality": self.fix_quality}
         for name in _OPTIONAL:
             value = getattr(self, name)
             if value is not None:
@@ -59,7 +53,8 @@ class GpsFix:
         return body
 
 
-_OPTIONAL = ("alt_cm", "fix_mode", "pdop_x10", "vdop_x10", "err_lat_cm", "err_lon_cm", "err_alt_cm")
+_OPTIONAL = ("sats", "hdop_x10", "speed_cmps", "course_cdeg", "alt_cm", "fix_mode", "pdop_x10",
+             "vdop_x10", "err_lat_cm", "err_lon_cm", "err_alt_cm")
 
 
 @dataclass(frozen=True, slots=True)

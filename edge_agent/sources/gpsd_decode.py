@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from edge_agent.sources.gps_fix import UNKNOWN_HDOP_X10, UNKNOWN_SATS, GpsFix, NoFix
+from edge_agent.sources.gps_fix import NO_DOP_X10, GpsFix, NoFix
 from edge_agent.sources.nmea_fields import Reject
 
 Obs = GpsFix | NoFix
@@ -110,7 +110,7 @@ class _Tpv:
 
 @dataclass(frozen=True, slots=True)
 class _Sky:
-    sats: int
+    sats: int | None
     hdop_x10: int | None
     pdop_x10: int | None
     vdop_x10: int | None
@@ -324,12 +324,11 @@ class GpsdDecoder:
             lat_e7=tpv.lat_e7,
             lon_e7=tpv.lon_e7,
             fix_quality=tpv.quality,
-            sats=sky.sats if sky is not None else UNKNOWN_SATS,
-            hdop_x10=(sky.hdop_x10 if sky is not None and sky.hdop_x10 is not None
-                      else UNKNOWN_HDOP_X10),
+            sats=sky.sats if sky is not None else None,
+            hdop_x10=sky.hdop_x10 if sky is not None else None,
             alt_cm=tpv.alt_cm,
-            speed_cmps=tpv.speed_cmps or 0,
-            course_cdeg=tpv.course_cdeg or 0,
+            speed_cmps=tpv.speed_cmps,
+            course_cdeg=tpv.course_cdeg,
             fix_mode=tpv.mode,
             pdop_x10=sky.pdop_x10 if sky is not None else None,
             vdop_x10=sky.vdop_x10 if sky is not None else None,
@@ -378,18 +377,19 @@ def _fix_tpv(report: dict[str, Any], t_ms: int, mode: int, counts: Counter[str])
 
 
 def _dop(counts: Counter[str], report: dict[str, Any], key: str) -> int | None:
-    """DOP x 10, capped at 999: gpsd and receivers write 99.99 for "no DOP", and 999 is what
-    the records already use for unknown, so both fail a max-HDOP filter the same way."""
+    """DOP x 10, capped at 999: gpsd and receivers write 99.99 for "no DOP", which must fail a
+    max-HDOP filter as a receiver's 99.99 in NMEA does (a DOP gpsd leaves out is None: unknown,
+    not judged)."""
     value = _optional(counts, report, key, 10, 0, 10**6)
-    return None if value is None else min(value, UNKNOWN_HDOP_X10)
+    return None if value is None else min(value, NO_DOP_X10)
 
 
 def _sky(report: dict[str, Any], counts: Counter[str]) -> _Sky:
     used = report.get("uSat")
+    sats: int | None = None
     if type(used) is int and 0 <= used <= 1000:
         sats = used
-    else:
-        sats = UNKNOWN_SATS  # older gpsd: count the satellites flagged as used
+    else:  # older gpsd: count the satellites flagged as used
         satellites = report.get("satellites")
         if isinstance(satellites, list):
             sats = sum(1 for s in satellites if isinstance(s, dict) and s.get("used") is True)

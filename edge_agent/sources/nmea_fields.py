@@ -169,3 +169,13 @@ def dop_x10(text: str) -> int | None:
     return value
 
 
+
+
+def zda_date(day: str, month: str, year: str) -> tuple[int, int, int]:
+    """ZDA's date fields (dd, mm, yyyy: a four-digit year, no century guess)."""
+    if len(day) != 2 or len(month) != 2 or len(year) != 4:
+        raise Reject("parse_error")
+    d, m, y = small_int(day, 2), small_int(month, 2), small_int(year, 4)
+    if not (y >= 1980 and 1 <= m <= 12 and 1 <= d <= calendar.monthrange(y, m)[1]):
+        raise Reject("parse_error")
+    return (y, m, d)

@@ -27,7 +27,7 @@ class NmeaHandler:
         return [d for obs in self.decoder.feed(line) for d in self.stream.observe(obs)]
 
     def reset(self) -> list[Item]:
-        return [d for obs in self.decoder.flush() for d in self.stream.observe(obs)]
+        return [d for obs in self.decoder.reset() for d in self.stream.observe(obs)]
 
     def stats(self) -> dict[str, int]:
         out = {f"nmea_{k}": v for k, v in self.decoder.counts.items()}
