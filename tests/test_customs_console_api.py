@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from helpers.console_rig import corridor_points, plan_envelope
 from helpers.customs_data import T0, SimGateway
 from starlette.testclient import TestClient  # (httpx: installed for the tests)
@@ -116,3 +117,32 @@ secure_cookie = false
     assert [e["action"] for e in news["audit"]] == ["alert.resolve", "credential.issue"]
     service.ctx.anchors.close()
     store.close()
+
+
+def test_attest_plan_from_the_command_line(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`sealtrail customs attest --plan ID --db STORE`: the same trip credential as the
+    console's button, from the command line (the facts file form stays)."""
+    from sealtrail.cli import main
+
+    key = create_key(tmp_path / "service.key")
+    gw = SimGateway("gw-a")
+    from customs.store import open_store
+
+    store = open_store(tmp_path / "customs.db")
+    rx = Receiver(store, StaticTrust({"gw-a": gw.pub}))
+    rx.handle("sealtrail/v1/gw-a/plans", plan_envelope(key, "PLAN-cli"))
+    rx.handle("sealtrail/v1/gw-a/readings", gw.fix(T0, *corridor_points(2)[0]))
+    store.close()
+    issuer = did_key(public_bytes(key))
+    out = tmp_path / "trip.vc.json"
+    assert main(["customs", "attest", "--plan", "PLAN-cli", "--db", str(tmp_path / "customs.db"),
+                 "--key", str(tmp_path / "service.key"), "--issuer", issuer,
+                 "-o", str(out)]) == 0
+    credential = json.loads(out.read_text())
+    verify_credential(credential, PinSet.of([issuer]), now_ms=T0 * 2)
+    assert "PLAN-cli" in json.dumps(credential["credentialSubject"])
+    assert main(["customs", "attest", "--plan", "NOPE", "--db", str(tmp_path / "customs.db"),
+                 "--key", str(tmp_path / "service.key"), "--issuer", issuer,
+                 "-o", str(tmp_path / "x.json")]) == 2
+    assert "plan 'NOPE': not in the customs store" in capsys.readouterr().err

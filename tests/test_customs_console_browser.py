@@ -26,6 +26,8 @@ from helpers.console_rig import (
 )
 from helpers.customs_data import T0
 
+from customs.credentials.keys import public_bytes
+from ledger_client.acks import open_ack
 from sealtrail.cli import main
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -120,6 +122,18 @@ def test_logged_out_and_csrf_less_requests_are_refused(rig: Rig) -> None:
     assert rig.store.alert("gw-a", alert.alert_id).state == "open"  # type: ignore[union-attr]
 
 
+def test_the_console_works_with_the_network_cut_off(rig: Rig, page: Any) -> None:
+    """Every request to anything but the console is aborted (the page fixture's route); the
+    map still has its base layer of countries, the plan's corridor and the vehicle."""
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    drawn = page.evaluate("""() => { let n = 0; R.map.eachLayer(() => n++);
+        return [document.getElementById('map').dataset.basemap, WORLD.borders.coordinates.length,
+                R.plans.buffers.length, R.vehicles.size, n]; }""")
+    assert drawn[0] == "ready" and drawn[1] > 100 and drawn[2] == 1 and drawn[3] == 1
+    assert page.locator("#map canvas").count() >= 1
+
+
 def test_a_new_alert_appears_in_the_queue_and_on_the_map_without_a_reload(
         rig: Rig, page: Any) -> None:
     expect(page.locator("#live")).to_have_text("live")
@@ -130,9 +144,15 @@ def test_a_new_alert_appears_in_the_queue_and_on_the_map_without_a_reload(
     signed = gw.alert(T0 + 400_000, "routeDeviation", "critical", plan_id="PLAN-gw-a",
                       lat_e7=lat + 30_000, lon_e7=lon, details={"distance_m": 340})
     alert_id = json.loads(signed)["body"]["alert_id"]
+    acks = rig.publishers["gw-a"].subscribe("sealtrail/v1/gw-a/acks")
     rig.publish("gw-a", "alerts", signed)
     item = page.locator(f"#queue li[data-alert='{alert_id}']")
     expect(item).to_be_visible()
+    # the service acknowledged it to the gateway, signed, through the deployed ACL
+    key = rig.service.service.ctx.service_key
+    acked = [open_ack(acks.get(timeout=30), [public_bytes(key)], "gw-a").acked_seq
+             for _ in range(2)]  # the retained one from before, then this alert's
+    assert acked[-1] == json.loads(signed)["seq"]
     expect(item).to_contain_text("left the declared corridor, 340 m from the route")
     expect(page.locator("#queue li").first).to_have_attribute("data-alert", alert_id)
     page.wait_for_function("document.getElementById('map').dataset.v_gw_a === 'alert'")

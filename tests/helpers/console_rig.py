@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,6 +92,13 @@ class Publisher:
         self.client.username_pw_set(user, broker.passwords[user])
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
+
+    def subscribe(self, topic: str) -> queue.Queue[bytes]:
+        """Messages on ``topic`` (as the broker's ACL lets this account read them)."""
+        got: queue.Queue[bytes] = queue.Queue()
+        self.client.on_message = lambda c, u, m: got.put(m.payload)
+        self.client.subscribe(topic, qos=1)
+        return got
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
