@@ -88,13 +88,9 @@ class AnchorChecker:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and (cached.root_matches or
-                                       now - cached.at_ms / 1000 < self.ttl_s):
-                if cached.root_matches and now - cached.at_ms / 1000 >= self.ttl_s:
-                    pass  # refresh the head block below, keep the answer meanwhile
-                else:
-                    return cached
-            future = self._pending.get(key)
+            if cached is not None and now - cached.at_ms / 1000 < self.ttl_s:
+                return cached  # older answers are asked again (confirmations grow, a missing
+            future = self._pending.get(key)  # root may have arrived); kept meanwhile
             if future is None:
                 future = self._pool.submit(self._ask, claim)
                 self._pending[key] = future
