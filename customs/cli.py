@@ -167,3 +167,80 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     from customs.credentials.cli import add_commands as add_credentials  # light: parsers only
     add_credentials(sub)
+    add_service_parsers(sub)
+
+
+def _service(name: str, handler: str) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module("customs.service_commands")
+        commands = importlib.import_module("customs.commands")
+        return int(commands.guarded(name, getattr(module, handler))(args))
+    return run
+
+
+def _store_or_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path, metavar="customs.toml",
+                   help="take the store (and keys, trust) from the service's config")
+    p.add_argument("--db", metavar="FILE|URL", help="the customs store (overrides -c)")
+
+
+def add_service_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """serve, import, user, audit: the monitoring centre's commands."""
+    p = sub.add_parser(
+        "serve", help="the receiver and the officers' web console, as one service",
+        description="Run the customs service from customs.toml (deploy/customs.toml documents "
+                    "every key): the MQTT receiver ([mqtt]; as `customs watch`), the web "
+                    "console for officers ([console]), the live change feed, and the audit "
+                    "chain's anchoring ([ledger] with [audit] evm_key). The file is checked "
+                    "first; every problem is listed (exit 78). Stop with SIGTERM or Ctrl-C.")
+    p.add_argument("-c", "--config", type=Path, required=True, metavar="customs.toml")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=_service("serve", "cmd_serve"))
+
+    p = sub.add_parser(
+        "import", help="bring a gateway journal or an evidence file into the customs store",
+        description="For gateways whose data arrives offline: every record of a gateway's "
+                    "journal (its SQLite file) or of an evidence file (sealtrail-evidence/1) "
+                    "is verified exactly like an MQTT message (trusted key, signature, "
+                    "duplicates) and stored, or quarantined with its reason.")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _store_or_config(p)
+    p.add_argument("--trust", type=Path, metavar="FILE", help="trust file of gateway keys")
+    p.add_argument("--public-key", action="append", metavar="GW=HEX",
+                   help="trust this key for this gateway (repeatable)")
+    p.set_defaults(func=_service("import", "cmd_import"))
+
+    user = sub.add_parser("user", help="officer accounts of the console",
+                          description="Officers log in to the console with these accounts.")
+    usub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    p = usub.add_parser("add", help="add an officer (or --replace a password or role)",
+                        description="Roles: auditor reads only; officer acknowledges, "
+                                    "resolves and annotates alerts; supervisor also assigns "
+                                    "alerts and records trip steps. The password is asked "
+                                    "twice, or read from --password-file (mode 0600); "
+                                    "stored as an argon2id hash.")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=("officer", "supervisor", "auditor"))
+    p.add_argument("--password-file", type=Path, metavar="FILE")
+    p.add_argument("--replace", action="store_true", help="set a new password and role")
+    _store_or_config(p)
+    p.set_defaults(func=_service("user add", "cmd_user_add"))
+    p = usub.add_parser("disable", help="disable an officer and end their sessions")
+    p.add_argument("name")
+    _store_or_config(p)
+    p.set_defaults(func=_service("user disable", "cmd_user_disable"))
+
+    audit = sub.add_parser("audit", help="the officers' audit chain",
+                           description="The signed, hash-chained log of officer actions.")
+    asub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    p = asub.add_parser("verify", help="check the audit chain offline",
+                        description="Every entry's signature (customs service key), chain "
+                                    "link, that the store's columns match the signed "
+                                    "entries, and every batch root. Exit 0 intact, 1 broken, "
+                                    "2 bad input.")
+    _store_or_config(p)
+    p.add_argument("--public-key", metavar="HEX", help="the customs service key (default: "
+                                                       "the one -c names)")
+    p.add_argument("--audit-id", metavar="ID", help="the chain's id (default: from -c, or "
+                                                     "customs-audit)")
+    p.set_defaults(func=_service("audit verify", "cmd_audit_verify"))

@@ -29,7 +29,10 @@ from sealtrail.errors import SealTrailError
 
 VERSION = 1
 GENESIS_PREV = "0" * 64
-KINDS = frozenset({"gps", "seal", "alert", "status"})
+KINDS = frozenset({"gps", "seal", "alert", "status", "audit"})
+"""``audit``: an entry of the customs office's audit chain (customs/audit.py), signed by the
+customs service key. Same format and checks as a gateway's records, so the same verifiers
+(chain, Merkle batches, `sealtrail verify`) work on it."""
 MAX_SAFE_INT = 2**53 - 1
 FIELDS = ("v", "gw", "seq", "t_ms", "kind", "src", "body", "prev", "sig")
 MAX_RECORD_BYTES = 64 * 1024

@@ -62,6 +62,7 @@ class DemoOptions:
     rate_hz: float = 10.0
     progress_every_s: float = 5.0
     timeout_s: float = 110.0
+    temporary: bool = False  # the workdir is removed at the end
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -72,7 +73,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sealtrail-")))
         workdir.mkdir(parents=True, exist_ok=True)
-        options = DemoOptions(workdir, args.speed_mps, args.rate_hz)
+        options = DemoOptions(workdir, args.speed_mps, args.rate_hz,
+                              temporary=args.workdir is None)
         return asyncio.run(run_demo(options))
     return 1  # pragma: no cover  (ExitStack does not swallow exceptions)
 
@@ -237,7 +239,15 @@ async def _drive(opts: DemoOptions, journal: Journal, registry: chain.AnchorRegi
         stop.set()
         await runner
     await anchor.flush(journal.head()[0])
-    return _verify_alerts(journal, registry)
+    code = _verify_alerts(journal, registry)
+    if code == 0:
+        from sealtrail.demo_customs import customs_office
+
+        for line in customs_office(opts.workdir, registry, rules.plan.plan_id
+                                   if rules.plan is not None else "plan-demo-0001",
+                                   temporary=opts.temporary):
+            say(line)
+    return code
 
 
 def _verify_alerts(journal: Journal, registry: chain.AnchorRegistry) -> int:

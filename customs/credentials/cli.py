@@ -166,12 +166,17 @@ def _attest(args: argparse.Namespace) -> int:
     from customs.credentials.keys import load_signing_key
     from customs.credentials.statuslist import status_entry
 
-    try:
-        facts = facts_from_json(read_json(args.facts))
-    except CredentialError as exc:
-        prefix = "" if exc.message.startswith(str(args.facts)) else f"{args.facts}: "
-        raise InputError(prefix + exc.message) from None
     key = load_signing_key(args.key)
+    if args.plan is not None:  # the facts from the customs store (customs/facts_store.py)
+        from customs.facts_store import facts_for_plan
+
+        facts = facts_for_plan(args.db, args.plan, key, args.customs_keys, args.audit_id)
+    else:
+        try:
+            facts = facts_from_json(read_json(args.facts))
+        except CredentialError as exc:
+            prefix = "" if exc.message.startswith(str(args.facts)) else f"{args.facts}: "
+            raise InputError(prefix + exc.message) from None
     if (args.status_list_url is None) != (args.status_index is None):
         raise InputError("--status-list-url and --status-index go together")
     status = (status_entry(args.status_list_url, args.status_index)
@@ -253,10 +258,19 @@ def add_commands(subparsers: Any) -> None:
         change.set_defaults(func=_guard(f"status-list {name}", _status_change(value)))
 
     attest = subparsers.add_parser(
-        "attest", help="issue a trip or alert credential from a facts file",
+        "attest", help="issue a trip or alert credential from a facts file or the store",
         description="Sign the facts (README: the facts file) as a VC 2.0 credential with an "
-                    "eddsa-jcs-2022 proof, issued by the customs office's DID.")
-    attest.add_argument("--facts", required=True, type=Path, metavar="FACTS.json")
+                    "eddsa-jcs-2022 proof, issued by the customs office's DID. --plan ID takes "
+                    "a trip's facts from the customs store (--db) instead of a file.")
+    source = attest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--facts", type=Path, metavar="FACTS.json")
+    source.add_argument("--plan", metavar="ID", help="the trip of this plan, from --db")
+    attest.add_argument("--db", metavar="FILE|URL", help="the customs store (with --plan)")
+    attest.add_argument("--customs-keys", type=Path, metavar="FILE",
+                        help="more customs public keys the plan may be signed by (with --plan; "
+                             "the --key's own public half is always trusted)")
+    attest.add_argument("--audit-id", default="customs-audit", metavar="ID",
+                        help="the office's audit-chain id (with --plan; default customs-audit)")
     attest.add_argument("--key", required=True, type=Path, metavar="KEYFILE")
     attest.add_argument("--issuer", required=True, metavar="DID")
     attest.add_argument("--status-list-url", metavar="URL")

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from customs.store.console_queries import ConsoleStore
 from customs.store.queries import Queries
 from customs.store.rows import (
     AlertRow,
@@ -76,7 +77,7 @@ def alert_record(a: AlertRow) -> RecordRow:
                      a.lon_e7, a.received_ms, a.signed)
 
 
-class SqlStore(Queries):
+class SqlStore(ConsoleStore, Queries):
     """One customs store; thread-safe. Backends implement ``_tx``, ``_read`` and ``close``."""
 
     dialect: Dialect
