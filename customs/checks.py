@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from customs.receive import Receiver
 
 SEVERITIES = frozenset({"info", "warning", "critical"})
+GATEWAY_KINDS = frozenset({"gps", "seal", "alert", "status"})
+"""What a gateway signs; ``audit`` records are the customs office's own chain."""
 MAX_ID = 128
 MAX_LAT_E7, MAX_LON_E7 = 900_000_000, 1_800_000_000
 
@@ -79,6 +81,9 @@ def check_record(rx: Receiver, topic: str, gw: str, payload: bytes,
         return rx.reject(topic, payload, "wrong_topic",
                              f"{name}: a record of gateway {record['gw']!r:.80} published on "
                              f"{topic} (gateways publish only their own)", **ids)
+    if record["kind"] not in GATEWAY_KINDS:
+        return rx.reject(topic, payload, "wrong_kind", f"{name}: a {record['kind']!r} record "
+                         "(only customs writes those)", **ids)
     if want_alert != (record["kind"] == "alert"):
         what = (f"a {record['kind']!r} record on the alerts topic" if want_alert else
                 "an alert on the readings topic (alerts travel on .../alerts only)")

@@ -25,7 +25,7 @@ from customs.credentials.facts import (
 )
 from customs.store import AlertRow, SqlStore
 from customs.store.console_queries import AuditRow
-from ledger_client import boundedjson
+from sealtrail import boundedjson
 from sealtrail.errors import UsageError
 
 SEAL_STATES = {"C": "closed", "O": "opened", "T": "tampered"}

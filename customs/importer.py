@@ -27,7 +27,7 @@ from typing import Any
 from customs.checks import Limits
 from customs.receive import Receiver
 from customs.store import WriteResult
-from ledger_client import boundedjson
+from sealtrail import boundedjson
 from sealtrail.errors import UsageError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -251,3 +251,18 @@ def test_the_quota_overflow_is_visible_in_the_metrics(tmp_path: Path) -> None:
     assert over.labels == {"gateway": "gw-a", "reason": "malformed"} and over.value == 3
     [kept] = families["sealtrail_customs_quarantined"].samples
     assert kept.labels == {"reason": "malformed"} and kept.value == 2
+
+
+def test_a_gateway_cannot_pass_off_an_audit_record(tmp_path: Path) -> None:
+    """``audit`` records are customs' own chain (officers' actions); a gateway signing one is
+    refused, never stored beside its readings."""
+    gw = Gateway(tmp_path, "gw-a")
+    [audit] = gw.journal.append([Draft(T0, "audit", "officer", {"action": "resolve"})])
+    store = open_store(tmp_path / "c.db")
+    try:
+        rx = Receiver(store, StaticTrust({"gw-a": gw.pub}))
+        [found] = rx.handle("sealtrail/v1/gw-a/readings", audit.signed)
+        assert found.rejection is not None and found.rejection.reason == "wrong_kind"
+        assert store.counts()["records"] == 0
+    finally:
+        store.close()

@@ -15,7 +15,7 @@ from customs.console.context import overview
 from customs.console.meaning import asset_words, describe
 from customs.store import AlertRow
 from customs.store.console_queries import AuditRow
-from ledger_client import boundedjson
+from sealtrail import boundedjson
 
 MAX_LIST = 500
 MAX_EVIDENCE = 32

@@ -22,7 +22,7 @@ from customs.console.context import ConsoleContext, vehicle_of
 from customs.console.plans import PlanView, gateway_of_source
 from geofences import TransitPlan
 from geofences.projection import great_circle_m
-from ledger_client import boundedjson
+from sealtrail import boundedjson
 
 MAX_TRACK = 5000  # points sent to the browser (thinned evenly beyond)
 EVENT_KINDS = ("status", "seal")
