@@ -202,12 +202,12 @@ class SqlStore(ConsoleStore, Queries):
         result.new_alerts += new
         result.duplicate_alerts += duplicates
         t = now_ms()
-        tx.many("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?, 'alert', ?, ?)",
-                [(t, a.gw, a.alert_id) for a in new])
+        tx.many("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?, ?, ?, ?)",
+                [(t, "alert", a.gw, a.alert_id) for a in new])
         if forward:
             tx.many("INSERT INTO webhook_outbox (gw, alert_id, state, updated_ms) VALUES "
-                    "(?, ?, 'pending', ?) ON CONFLICT (gw, alert_id) DO NOTHING",
-                    [(a.gw, a.alert_id, a.received_ms) for a in new])
+                    "(?, ?, ?, ?) ON CONFLICT (gw, alert_id) DO NOTHING",
+                    [(a.gw, a.alert_id, "pending", a.received_ms) for a in new])
         tx.many("UPDATE alerts SET duplicates = duplicates + 1 WHERE gw = ? AND alert_id = ?",
                 [(a.gw, a.alert_id) for a in duplicates])
 
@@ -217,14 +217,17 @@ class SqlStore(ConsoleStore, Queries):
         if not moved:
             return
         gws = sorted(moved)
-        self._ensure_gateways(tx, gws)
-        tx.many("UPDATE gateways SET last_fix_seq = ?, last_fix_ms = ?, last_lat_e7 = ?, "
-                "last_lon_e7 = ? WHERE gw = ? AND (last_fix_seq IS NULL OR last_fix_seq < ?)",
-                [(moved[g].seq, moved[g].t_ms, moved[g].lat_e7, moved[g].lon_e7, g,
-                  moved[g].seq) for g in gws])
         t = now_ms()
-        tx.many("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?, 'track', ?, ?)",
-                [(t, g, str(moved[g].seq)) for g in gws])
+        tx.many("INSERT INTO gateways (gw, state, received_ms, last_fix_seq, last_fix_ms, "
+                "last_lat_e7, last_lon_e7) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gw) DO "
+                "UPDATE SET last_fix_seq = excluded.last_fix_seq, last_fix_ms = "
+                "excluded.last_fix_ms, last_lat_e7 = excluded.last_lat_e7, last_lon_e7 = "
+                "excluded.last_lon_e7 WHERE gateways.last_fix_seq IS NULL OR "
+                "gateways.last_fix_seq < excluded.last_fix_seq",
+                [(g, "unknown", t, moved[g].seq, moved[g].t_ms, moved[g].lat_e7,
+                  moved[g].lon_e7) for g in gws])
+        tx.many("INSERT INTO changes (t_ms, kind, gw, ref) VALUES (?, ?, ?, ?)",
+                [(t, "track", g, str(moved[g].seq)) for g in gws])
 
     def _quarantine(self, tx: Tx, rej: Rejection, result: WriteResult) -> None:
         """Keep the payload while the gateway is within its quota; past it, only count and
@@ -277,8 +280,8 @@ class SqlStore(ConsoleStore, Queries):
 
     def _ensure_gateways(self, tx: Tx, gws: Sequence[str]) -> None:
         t = now_ms()
-        tx.many("INSERT INTO gateways (gw, state, received_ms) VALUES (?, 'unknown', ?) "
-                "ON CONFLICT (gw) DO NOTHING", [(gw, t) for gw in gws])
+        tx.many("INSERT INTO gateways (gw, state, received_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (gw) DO NOTHING", [(gw, "unknown", t) for gw in gws])
 
     def _advance_frontiers(self, tx: Tx, alerts: Sequence[AlertRow]) -> dict[str, int]:
         """For each gateway with alerts in this write: follow its alert links (each alert names
@@ -309,8 +312,11 @@ class SqlStore(ConsoleStore, Queries):
             frontiers[gw] = frontier
             if frontier != start:
                 moved.append((frontier, gw))
-        tx.many(f"UPDATE gateways SET acked_seq = {self.dialect.greatest}(acked_seq, ?) "
-                "WHERE gw = ?", moved)
+        t = now_ms()
+        tx.many("INSERT INTO gateways (gw, state, received_ms, acked_seq) VALUES (?, ?, ?, ?) "
+                f"ON CONFLICT (gw) DO UPDATE SET acked_seq = {self.dialect.greatest}("
+                "gateways.acked_seq, excluded.acked_seq)",
+                [(gw, "unknown", t, frontier) for frontier, gw in moved])
         return {gw: frontiers[gw] for gw in gws}
 
     def _change(self, tx: Tx, kind: str, gw: str | None, ref: str | None) -> None:
