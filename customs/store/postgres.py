@@ -79,8 +79,14 @@ class _PgTx:
             return []
         bulk = self._unnest(sql, rows)
         key = _CONFLICT_KEY.search(sql)
-        if bulk is None or key is None:
-            raise AssertionError(f"not a bulk insert: {sql[:60]}")
+        if bulk is None or key is None:  # another shape: one pipelined statement per row
+            self.cur.executemany(_pg(sql) + " RETURNING 1", rows, returning=True)
+            flags = []
+            while True:
+                flags.append(self.cur.fetchone() is not None)
+                if not self.cur.nextset():
+                    break
+            return flags
         names = [c.strip() for c in key.group(1).split(",")]
         columns = [c.strip() for c in _INSERT.fullmatch(sql).group(2).split(",")]  # type: ignore[union-attr]
         at = [columns.index(n) for n in names]
