@@ -93,6 +93,12 @@ def storable(text: str, limit: int) -> str:
     return clean.encode("utf-8", "replace").decode("utf-8")
 
 
+def _signature_of(signed: bytes) -> str | None:
+    """The ``sig`` of a record's bytes (a checked record: small, canonical, parsed before)."""
+    at = signed.rfind(b',"sig":"')
+    return signed[at + 8:at + 136].decode("ascii", "replace") if at >= 0 else None
+
+
 def split_topic(topic: str) -> tuple[str, str] | None:
     """(gateway id, leaf) of ``sealtrail/v1/<gw>/<leaf>``, None for anything else."""
     parts = topic.split("/")
@@ -137,15 +143,61 @@ class Receiver:
         return outcomes(self.handle_batch([(topic, payload)]))
 
     def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> WriteResult:
-        """Check every message, then store the group in one transaction. A message the store
-        refuses is isolated and quarantined; StoreUnavailable propagates (nothing written)."""
-        parts = self._check_all(messages)
+        """Check every message, then store the group in one transaction."""
+        return self.write_batch(messages, self.check_batch(messages))
+
+    def check_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[Part]:
+        """Every check of every message of a group (no write); the MQTT side runs this for the
+        next group while the previous one is being written."""
+        return self._check_all(messages)
+
+    def write_batch(self, messages: Sequence[tuple[str, bytes]],
+                    parts: Sequence[Part]) -> WriteResult:
+        """Store a checked group in one transaction. A message the store refuses is isolated
+        and quarantined; StoreUnavailable propagates (nothing written)."""
+        parts = self._tampered(parts)
         try:
             result = self.store.write(parts, forward=self.forward)
         except StoreDataError:
             result = self._write_one_by_one(messages, parts)
         self._count(len(messages), result)
         return result
+
+    def _tampered(self, parts: Sequence[Part]) -> list[Part]:
+        """Tampered, or signed with another key? Only a record carrying the very signature of
+        a verified record held for that gateway (same seq or alert id), over other content, is
+        certainly an altered copy: a forger cannot sign, so he keeps the signature. Held means
+        stored before this group, or earlier in it; groups are written in order, so this runs
+        here and not with the checks (which may run ahead of the writes)."""
+        by_seq: dict[tuple[str, int], bytes] = {}
+        by_alert: dict[tuple[str, str], bytes] = {}
+        out = []
+        for part in parts:
+            if any(r.reason == "bad_signature" for r in part.rejections):
+                part = replace(part, rejections=[self._compare(r, by_seq, by_alert)
+                                                 for r in part.rejections])
+            for record in part.records:
+                by_seq[(record.gw, record.seq)] = record.signed
+            for alert in part.alerts:
+                by_seq[(alert.gw, alert.seq)] = alert.signed
+                by_alert[(alert.gw, alert.alert_id)] = alert.signed
+            out.append(part)
+        return out
+
+    def _compare(self, rej: Rejection, by_seq: dict[tuple[str, int], bytes],
+                 by_alert: dict[tuple[str, str], bytes]) -> Rejection:
+        if rej.reason != "bad_signature" or rej.gw is None or rej.seq is None:
+            return rej
+        held = [by_seq.get((rej.gw, rej.seq)) or self.store.signed_at(rej.gw, rej.seq)]
+        if rej.alert_id is not None:
+            row = self.store.alert(rej.gw, rej.alert_id)
+            held.append(by_alert.get((rej.gw, rej.alert_id)) or (row.signed if row else None))
+        sig = _signature_of(rej.payload)
+        if any(h is not None and h != rej.payload and _signature_of(h) == sig for h in held):
+            return replace(rej, reason="tampered", detail=f"{rej.gw} seq {rej.seq}: signature "
+                           "does not verify: an altered copy of a verified record received "
+                           "before (same signature, other content)")
+        return rej
 
     def _check_all(self, messages: Sequence[tuple[str, bytes]]) -> list[Part]:
         """The checks of a group, split over ``verify_threads`` threads: Ed25519 verification

@@ -36,7 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from customs.receive import SUBSCRIPTIONS, Outcome, Receiver, outcomes
-from customs.store import StoreUnavailable, WriteResult
+from customs.store import Part, StoreUnavailable, WriteResult
 from customs.webhook import WebhookForwarder
 from ledger_client.acks import make_ack
 from sealtrail.mqtt import ManualAck, MqttSettings, take_queued
@@ -73,7 +73,8 @@ class Watcher:
         self.acks_sent = 0
         self.store_waits = 0
         self._changed = asyncio.Condition()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="customs-receiver")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="customs-store")
+        self._checker = ThreadPoolExecutor(1, thread_name_prefix="customs-checks")
         self._ratelog = RateLimitedLog(log)
 
     @property
@@ -102,6 +103,7 @@ class Watcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self._executor.shutdown(wait=True)
+            self._checker.shutdown(wait=True)
             self.receiver.close()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -135,11 +137,7 @@ class Watcher:
                     log.info("connected to %s as %s; subscribed to %s", self.name, s.client_id,
                              ", ".join(self.topics))
                     await self._notify()
-                    messages = client.messages
-                    while True:
-                        first = await anext(messages)
-                        group = [first, *take_queued(client, self.max_group - 1)]
-                        await self._settle(client, acker, group)
+                    await self._consume(client, acker)
             except aiomqtt.MqttError as exc:
                 self.disconnects += 1
                 self._ratelog.warning("broker down", "broker %s: %s; reconnecting in %.1fs",
@@ -149,11 +147,40 @@ class Watcher:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, s.backoff_s[1])
 
+    async def _consume(self, client: aiomqtt.Client, acker: ManualAck) -> None:
+        """Two stages: group N+1 is checked (signatures verified, on the checks thread) while
+        group N is written (on the store thread). Groups commit in arrival order, so the
+        broker's acknowledgements go out in order too."""
+        loop = asyncio.get_running_loop()
+        messages = client.messages
+        writing: asyncio.Task[None] | None = None
+        waiting: asyncio.Future[aiomqtt.Message] | None = None
+        try:
+            while True:
+                waiting = asyncio.ensure_future(anext(messages))
+                if writing is not None:  # a commit that fails must not wait for more traffic
+                    await asyncio.wait({waiting, writing}, return_when=asyncio.FIRST_COMPLETED)
+                    if writing.done():
+                        writing.result()
+                first = await waiting
+                group = [first, *take_queued(client, self.max_group - 1)]
+                items = [(m.topic.value, m.payload if isinstance(m.payload, bytes) else b"")
+                         for m in group]
+                checks = loop.run_in_executor(self._checker, self.receiver.check_batch, items)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._settle(client, acker, group, items, checks))
+        finally:
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+            if writing is not None and not writing.done():
+                with contextlib.suppress(aiomqtt.MqttError):  # commit; acks may find no link
+                    await asyncio.shield(writing)
+
     async def _settle(self, client: aiomqtt.Client, acker: ManualAck,
-                      group: list[aiomqtt.Message]) -> None:
-        items = [(m.topic.value, m.payload if isinstance(m.payload, bytes) else b"")
-                 for m in group]
-        result = await self._store(items)
+                      group: list[aiomqtt.Message], items: list[tuple[str, bytes]],
+                      checks: asyncio.Future[list[Part]]) -> None:
+        result = await self._store(items, checks)
         await self._acknowledge(client, result)
         for message in group:
             acker.ack(message.mid, message.qos, acker.generation)
@@ -161,21 +188,24 @@ class Watcher:
         self._report(outcomes(result))
         await self._notify()
 
-    async def _store(self, items: list[tuple[str, bytes]]) -> WriteResult:
+    async def _store(self, items: list[tuple[str, bytes]],
+                     checks: asyncio.Future[list[Part]]) -> WriteResult:
         """The group's transaction, retried while the store is unavailable (the MQTT
         connection stays up meanwhile, so nothing is redelivered to another receiver)."""
         loop = asyncio.get_running_loop()
         delay = self.settings.backoff_s[0]
         while True:
             try:
-                return await loop.run_in_executor(self._executor, self.receiver.handle_batch,
-                                                  items)
+                parts = await checks
+                return await loop.run_in_executor(self._executor, self.receiver.write_batch,
+                                                  items, parts)
             except StoreUnavailable as exc:
                 self.store_waits += 1
                 self._ratelog.warning("store down", "store unavailable: %s; %d message(s) "
                                       "held, retrying in %.1fs", exc, len(items), delay)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.settings.backoff_s[1])
+                checks = loop.run_in_executor(self._checker, self.receiver.check_batch, items)
 
     async def _acknowledge(self, client: aiomqtt.Client, result: WriteResult) -> None:
         if self.service_key is None or not result.frontiers:

@@ -374,10 +374,10 @@ def test_trust_file_is_reloaded_when_it_changes_and_a_broken_edit_keeps_the_old_
 class CrashingReceiver(Receiver):
     """Dies (like a power cut) after receiving its first alert, before storing it."""
 
-    def handle_batch(self, messages: Any) -> Any:
+    def write_batch(self, messages: Any, parts: Any) -> Any:
         if any("/alerts" in topic for topic, _ in messages):
             raise RuntimeError("power cut")
-        return super().handle_batch(messages)
+        return super().write_batch(messages, parts)
 
 
 def test_an_alert_received_but_not_stored_before_a_crash_is_delivered_again(
