@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from customs.receive import SUBSCRIPTIONS, Outcome, Receiver, outcomes
 from customs.store import Part, StoreUnavailable, WriteResult
 from customs.webhook import WebhookForwarder
 from ledger_client.acks import make_ack
+from sealtrail.backoff import Backoff
 from sealtrail.mqtt import ManualAck, MqttSettings, take_queued
 from sealtrail.ratelog import RateLimitedLog
 
@@ -123,7 +123,7 @@ class Watcher:
 
     async def _mqtt(self) -> None:
         s = self.settings
-        delay = s.backoff_s[0]
+        backoff = Backoff(*s.backoff_s)
         while True:
             client = self._client()
             acker = ManualAck(client)
@@ -131,7 +131,7 @@ class Watcher:
                 async with client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
-                    delay = s.backoff_s[0]
+                    backoff.reset()
                     self.connections += 1
                     self.connected.set()
                     log.info("connected to %s as %s; subscribed to %s", self.name, s.client_id,
@@ -140,12 +140,14 @@ class Watcher:
                     await self._consume(client, acker)
             except aiomqtt.MqttError as exc:
                 self.disconnects += 1
+                delay = backoff.next()
                 self._ratelog.warning("broker down", "broker %s: %s; reconnecting in %.1fs",
                                       self.name, exc, delay)
+            else:
+                delay = backoff.next()
             finally:
                 self.connected.clear()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, s.backoff_s[1])
+            await asyncio.sleep(delay)
 
     async def _consume(self, client: aiomqtt.Client, acker: ManualAck) -> None:
         """Two stages: group N+1 is checked (signatures verified, on the checks thread) while
@@ -193,7 +195,7 @@ class Watcher:
         """The group's transaction, retried while the store is unavailable (the MQTT
         connection stays up meanwhile, so nothing is redelivered to another receiver)."""
         loop = asyncio.get_running_loop()
-        delay = self.settings.backoff_s[0]
+        backoff = Backoff(*self.settings.backoff_s)
         while True:
             try:
                 parts = await checks
@@ -201,10 +203,10 @@ class Watcher:
                                                   items, parts)
             except StoreUnavailable as exc:
                 self.store_waits += 1
+                delay = backoff.next()
                 self._ratelog.warning("store down", "store unavailable: %s; %d message(s) "
                                       "held, retrying in %.1fs", exc, len(items), delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.settings.backoff_s[1])
+                await asyncio.sleep(delay)
                 checks = loop.run_in_executor(self._checker, self.receiver.check_batch, items)
 
     async def _acknowledge(self, client: aiomqtt.Client, result: WriteResult) -> None:

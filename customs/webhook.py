@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from customs.store import AlertRow, Store
+from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class WebhookForwarder:
 
     async def run(self) -> None:
         """Forward the outbox forever (cancel to stop)."""
-        delay = self.backoff_s[0]
+        backoff = Backoff(*self.backoff_s)
         while True:
             self._wake.clear()
             pending = await asyncio.to_thread(self.store.webhook_pending)
@@ -87,11 +87,11 @@ class WebhookForwarder:
                     if outcome != "pending":
                         break
                     self.failures += 1
+                    delay = backoff.next()
                     self._ratelog.warning("webhook down", "webhook %s: %s; alert %s retried in "
                                           "%.1fs", self.url, error, row.alert_id, delay)
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.backoff_s[1])
-                delay = self.backoff_s[0]
+                    await asyncio.sleep(delay)
+                backoff.reset()
                 if outcome == "sent":
                     self.sent += 1
                 else:

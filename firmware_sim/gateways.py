@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import random
 import sqlite3
 import ssl
 import time
@@ -39,6 +38,7 @@ import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sealtrail import boundedjson
+from sealtrail.backoff import Backoff
 
 CONNECT_CONCURRENCY = 32
 GENESIS_PREV = "0" * 64
@@ -131,15 +131,14 @@ class GatewayFleet:
         return client
 
     async def _connect(self, gw: str) -> aiomqtt.Client:
-        delay = self.o.backoff_s[0]
+        backoff = Backoff(*self.o.backoff_s)
         while True:
             client = self._client(gw)
             try:
                 await client.__aenter__()
                 return client
             except aiomqtt.MqttError:
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.o.backoff_s[1])
+                await asyncio.sleep(backoff.next())
 
     async def connect_all(self) -> None:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
