@@ -110,6 +110,12 @@ class Lanes:
             return self._alerts_clear()
         return self.acks.delivered_through(max(self._tail.head, self._alerts_clear()))
 
+    async def wait_sent(self, seq: int) -> None:
+        """Wait until every alert up to `seq` has reached the broker (its PUBACK): published,
+        which with customs' acknowledgements is not yet delivered."""
+        while self._alerts_clear() < seq:
+            await self._advance.wait()
+
     async def wait_delivered(self, seq: int, *, readings: bool = False) -> None:
         """Wait until every alert (and, with `readings`, every record) up to `seq` is
         delivered (see `delivered`)."""

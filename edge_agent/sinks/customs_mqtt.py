@@ -98,6 +98,7 @@ class CustomsMqttSink(Lanes):
         self.max_in_flight = 0
         self.connected = asyncio.Event()
         self.failed = asyncio.Event()  # set at every lost or refused connection (tests, metrics)
+        self.ack_seen = asyncio.Event()  # set at every message on the acks topic (tests)
         self.last_error: str | None = None
         self._saved = {CURSORS[lane]: journal.cursor(CURSORS[lane]) for lane in CURSORS}
         self.acks = (AckTracker(journal, ack_keys, policy=ack_policy, head=lambda: self._tail.head)
@@ -196,6 +197,7 @@ class CustomsMqttSink(Lanes):
     def _on_ack(self, payload: bytes) -> None:
         assert self.acks is not None  # subscribed only with ack_keys
         outcome = self.acks.on_message(payload)
+        self.ack_seen.set()
         if outcome == "rewound":
             self._rewind(self.acks.acked)
         elif outcome == "advanced":
