@@ -17,7 +17,7 @@ redeliveries.
 Messages are handed over in batches: whatever the socket holds is parsed at once, decoded,
 emitted, and acknowledged by one AfterCommit in one write, so a backlog drains in groups of
 hundreds (one commit and one fsync each); under live load the socket is read at most every
-``batch_s`` (20 ms), one wake-up for what came meanwhile instead of one per message. The
+``batch_s`` (100 ms), one wake-up for what came meanwhile instead of one per message. The
 protocol is spoken by `mqtt_wire` rather than paho, whose cost per message is larger than
 signing the reading (see there).
 """
@@ -41,7 +41,7 @@ from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 512
-BATCH_S = 0.02  # the socket is read at most this often (mqtt_wire: wake-ups cost CPU)
+BATCH_S = 0.1  # under load the socket is read at most this often (mqtt_wire: wake-ups cost)
 
 
 class MqttSealSource:
@@ -75,10 +75,18 @@ class MqttSealSource:
                 await sub.subscribe(self.topic)
                 delay = s.backoff_s[0]
                 self.connected.set()
+                self.auth.new_connection()
                 log.info("%s: subscribed to %s (session %s)", self.name, self.topic,
                          "resumed" if sub.session_present else "new")
+                confirmed = 0
                 while True:
-                    await self._handle(await sub.receive(), sub, emit)
+                    batch = await sub.receive()
+                    await self._handle(batch, sub, emit)
+                    if sub.confirmed > confirmed or not all(m.dup for m in batch):
+                        self.auth.redeliveries_over()  # the broker has moved on to new ones
+                    if sub.confirmed > confirmed:  # acknowledgements the broker has processed
+                        self.auth.confirm(sub.confirmed - confirmed)
+                        confirmed = sub.confirmed
             except WireError as exc:
                 self.counts["disconnects"] += 1
                 self._ratelog.warning(f"{self.name} down", "%s: %s; reconnecting in %.1fs",
@@ -100,7 +108,8 @@ class MqttSealSource:
             await emit(draft)
         ids = [m.packet_id for m in batch if m.qos]
         if ids:
-            await emit(AfterCommit(self._acknowledge(sub, ids)))
+            accepted = sum(1 for d in drafts if d.kind == "seal")
+            await emit(AfterCommit(self._acknowledge(sub, ids, accepted)))
 
     def _check(self, message: Publish) -> list[Draft]:
         self.counts["messages"] += 1
@@ -118,9 +127,12 @@ class MqttSealSource:
         return self.auth.check(msg, "mqtt", packet_id=message.packet_id or None,
                                redelivered=message.dup)
 
-    def _acknowledge(self, sub: MqttSubscriber, ids: list[int]) -> Callable[[], None]:
+    def _acknowledge(self, sub: MqttSubscriber, ids: list[int],
+                     accepted: int) -> Callable[[], None]:
+        """The PUBACKs of a batch, marked with how many deliveries it added to the
+        authenticator's unconfirmed ones (what the broker's PINGRESP will confirm)."""
         def acknowledge() -> None:
-            if sub.ack(ids):
+            if sub.ack(ids, marker=accepted):
                 self.counts["acked"] += len(ids)
         return acknowledge
 

@@ -14,10 +14,13 @@ source needs (MQTT 5.0, OASIS standard, sections 3.1-3.14):
 - SUBSCRIBE (QoS 1) and its SUBACK; PUBLISH in, with its DUP flag and packet id; PUBACK out
   (reason "success" omitted, section 3.4.2.1); PINGREQ every ``keepalive/2`` and a link that
   stays silent for ``1.5 x keepalive`` is dead; DISCONNECT out (normal: the session stays) and in.
+- A PINGREQ after each batch of PUBACKs: the broker handles a client's packets in order, so its
+  PINGRESP says those acknowledgements arrived (``confirmed`` counts what the caller marked
+  them with): what is confirmed cannot be redelivered after a crash.
 
 Waking up costs more than the work: at a port's 200 messages a second, one event-loop turn per
 message (an epoll wake-up, a task switch) cost a quarter of the agent's CPU. So when messages
-keep coming (a batch within ``batch_s`` of the previous one), the socket is not read for
+keep coming (a batch within ``2 x batch_s`` of the previous one), the socket is not read for
 ``batch_s`` after a batch: the kernel buffers what comes meanwhile (TCP flow control holds the
 broker back if it is a lot) and the next read takes it all at once. A message on a quiet link
 is read at once; under load it waits at most ``batch_s``. Its acknowledgement waits for the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 from sealtrail.mqtt import MqttSettings
@@ -170,6 +174,8 @@ class MqttSubscriber:
         self.keepalive = settings.keepalive_s
         self._heard = 0.0  # loop time of the last bytes from the broker
         self._silent = False  # `_ping` gave up on a silent broker
+        self._markers: deque[int] = deque()  # per PINGREQ sent: what its PINGRESP confirms
+        self.confirmed = 0  # sum of the markers of the PINGRESPs received
         self._last_batch = -1.0  # loop time the last batch was handed over
         self.session_present = False
         self._reader: asyncio.StreamReader | None = None
@@ -230,19 +236,21 @@ class MqttSubscriber:
         loop = asyncio.get_running_loop()
         now, last = loop.time(), self._last_batch
         self._last_batch = now
-        if self.batch_s > 0 and now - last < self.batch_s and self._writer is not None:
+        if self.batch_s > 0 and now - last < 2 * self.batch_s and self._writer is not None:
             transport = self._writer.transport  # busy: see the module docstring
             transport.pause_reading()
             loop.call_later(self.batch_s, _resume, transport)
         return out
 
-    def ack(self, packet_ids: list[int]) -> bool:
-        """PUBACK these, in one write; False if this connection is gone (the broker will
-        deliver them again on the next one)."""
+    def ack(self, packet_ids: list[int], marker: int = 0) -> bool:
+        """PUBACK these, and a PINGREQ, in one write; its PINGRESP adds `marker` to
+        `confirmed`. False if this connection is gone (the broker will deliver them again
+        on the next one)."""
         if not self.open or not packet_ids:
             return False
         assert self._writer is not None
-        self._writer.write(puback_packets(packet_ids))
+        self._markers.append(marker)
+        self._writer.write(puback_packets(packet_ids) + PINGREQ_BYTES)
         return True
 
     async def close(self) -> None:
@@ -283,9 +291,11 @@ class MqttSubscriber:
         for kind, flags, body in packets:
             if kind == PUBLISH:
                 self._pending.append(parse_publish(flags, body))
+            elif kind == PINGRESP:
+                self.confirmed += self._markers.popleft() if self._markers else 0
             elif kind == DISCONNECT:
                 raise WireError(f"the broker disconnected us: {_reason(body[0] if body else 0)}")
-            elif kind != PINGRESP:
+            else:
                 raise WireError(f"unexpected packet type {kind}")
 
     async def _read(self) -> None:
@@ -316,6 +326,7 @@ class MqttSubscriber:
                 self._silent = True
                 self._writer.transport.abort()
                 return
+            self._markers.append(0)
             self._writer.write(PINGREQ_BYTES)
 
     def _packet_id(self) -> int:

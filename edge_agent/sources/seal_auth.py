@@ -19,18 +19,24 @@ its original packet id. So a duplicate is a DUP copy whose content *and* packet 
 a message we accepted; a third party republishing an old message gets a packet id of its own,
 even when a crash makes the broker redeliver that copy too.
 
-Which accepted messages can come back so? Only those the broker may not have seen acknowledged,
-and it never has more than its send window (MQTT 5 Receive Maximum, which the source sets)
-unacknowledged: every earlier delivery's acknowledgement arrived before it sent the later ones.
-So the last ``recent`` deliveries are remembered. What is written per reading is what an SD
-card pays for, so they are kept compactly: the MQTT source asks `remember()` once per batch it
-received and commits the row it gets (``seal-recent/<slot>`` = batch number and, per accepted
-delivery, its packet id and the first 6 bytes of its MAC: 16 hex digits) with that batch's
-first reading. After a restart the rows of the newest ``recent`` deliveries are matched, by
-MAC, with the seal readings at the end of the journal, which hold the rest (seal, counter,
-MAC). Besides that, a reading updates one small counter row per seal (``seal/<id>`` =
-``{"ctr": N}``), where the per-seal list this replaces rewrote a kilobyte per reading.
-On a serial line, where nothing is ever resent, any old counter is a replay.
+Which accepted messages can come back so? Only those whose acknowledgement the broker may not
+have processed. That is not bounded by the broker's send window (Mosquitto 2.0.11 sends a
+whole backlog at once after the first acknowledgements, Receive Maximum or not), so the MQTT
+source learns which acknowledgements arrived: it sends a PINGREQ after each batch of PUBACKs,
+and the broker answers packets in order, so its PINGRESP confirms them (`confirm()`). In
+memory the authenticator keeps the accepted deliveries not confirmed yet (at most ``recent``).
+
+They must also survive a crash, and what is written per reading is what an SD card pays for:
+the MQTT source asks `remember()` once per batch it received and commits the row it gets
+(``seal-recent/<slot>`` = batch number and, per accepted delivery, its packet id and the first
+6 bytes of its MAC: 16 hex digits) with that batch's first reading; the last ``RING_ROWS``
+batches are kept. After a restart the newest ``recent`` deliveries of those rows are matched,
+by MAC, with the seal readings at the end of the journal, which hold the rest (seal, counter,
+MAC), and kept until the broker has finished redelivering (its first message without DUP, or
+the first confirmation on the new connection). Besides that, a reading updates one small
+counter row per seal (``seal/<id>`` = ``{"ctr": N}``), where the per-seal list this replaces
+rewrote a kilobyte per reading. On a serial line, where nothing is resent, any old counter is a
+replay.
 """
 
 from __future__ import annotations
@@ -50,10 +56,11 @@ from edge_agent.journal import Draft, Journal
 from edge_agent.sources.seal_codec import SEAL_ID_RE, MacKey, SealMessage
 
 ALERT_NAMESPACE = uuid.UUID("6f1d3c2e-5a1b-5c7d-9e8f-5ea17a11e002")
-RECENT = 1024
-"""Accepted MQTT deliveries remembered for recognising a redelivery: at least the broker's send
-window to us (the source's Receive Maximum), see the module docstring."""
+RECENT = 16384
+"""At most this many accepted MQTT deliveries are remembered (unconfirmed ones, and after a
+restart the newest ones committed): see the module docstring."""
 RING = "seal-recent/"
+RING_ROWS = 256  # batches whose deliveries are kept in the state table
 RAISED_MEMORY = 4096
 
 
@@ -124,7 +131,8 @@ class SealAuthenticator:
         self._seals: dict[str, _SealState] = {}
         self._unknown_reported: dict[str, float] = {}
         self._raised: dict[str, None] = {}  # alert ids raised, oldest first (bounded)
-        self._ring: deque[tuple[str, int]] = deque()  # (seal, ctr) of recent deliveries
+        self._ring: deque[tuple[str, int]] = deque()  # (seal, ctr) not confirmed, in order
+        self._old: deque[tuple[str, int]] = deque()  # from a previous connection or process
         self._ring_saved: dict[str, dict[int, str]] = {}  # seal -> ctr -> ident, from the ring
         self._unsaved: list[str] = []  # deliveries accepted since the last remember()
         self._batch = self._load_ring()
@@ -136,7 +144,24 @@ class SealAuthenticator:
             return {}
         n, self._batch = self._batch, self._batch + 1
         row, self._unsaved = f"{n}:{''.join(self._unsaved)}", []
-        return {f"{RING}{n % self.recent_window:05d}": row}
+        return {f"{RING}{n % RING_ROWS:05d}": row}
+
+    def confirm(self, count: int) -> None:
+        """The broker has processed the acknowledgements of the oldest `count` accepted
+        deliveries not confirmed yet: they cannot come back, forget them."""
+        for _ in range(min(count, len(self._ring))):
+            self._forget(*self._ring.popleft())
+
+    def new_connection(self) -> None:
+        """A new MQTT connection: what is unconfirmed may be redelivered on it, once."""
+        self._old.extend(self._ring)
+        self._ring.clear()
+
+    def redeliveries_over(self) -> None:
+        """The broker has redelivered what it had unacknowledged (a message without DUP, or a
+        confirmation on the new connection): deliveries older than it are not needed."""
+        while self._old:
+            self._forget(*self._old.popleft())
 
     def _load_ring(self) -> int:
         """The recent deliveries committed before a restart; the next batch number."""
@@ -160,7 +185,7 @@ class SealAuthenticator:
                 if not wanted:
                     break
         for seal_id, ctr, ident in reversed(found[:self.recent_window]):
-            self._ring.append((seal_id, ctr))
+            self._old.append((seal_id, ctr))
             self._ring_saved.setdefault(seal_id, {})[ctr] = ident
         return rows[0][0] + 1 if rows else 0
 
@@ -210,8 +235,8 @@ class SealAuthenticator:
             st.recent[msg.ctr] = _ident(msg, packet_id)
             self._unsaved.append(f"{packet_id:04x}{msg.mac[:6].hex()}")
             self._ring.append((msg.seal_id, msg.ctr))
-            if len(self._ring) > self.recent_window:
-                self._forget(*self._ring.popleft())
+            if len(self._ring) + len(self._old) > self.recent_window:  # bounded, whatever
+                self._forget(*(self._old or self._ring).popleft())
         return [Draft(self.clock(), "seal", msg.seal_id, msg.body(via), state=state)]
 
     def _forget(self, seal_id: str, ctr: int) -> None:
