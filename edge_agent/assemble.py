@@ -179,9 +179,10 @@ def build_sources(config: Config, journal: Journal) -> list[Source]:
     for entry in src.serial_gps:
         from edge_agent.sources.serial_gps import SerialGpsSource
         filters, health = _gps_params(entry)
-        sources.append(SerialGpsSource(str(entry.port), sensor_id=entry.sensor_id,
-                                       baudrate=entry.baud, filters=filters, health=health,
-                                       silence_s=entry.silence_s))
+        gps = SerialGpsSource(str(entry.port), sensor_id=entry.sensor_id, baudrate=entry.baud,
+                              filters=filters, health=health, silence_s=entry.silence_s)
+        gps.read_interval_s = entry.read_interval_ms / 1000  # fewer wake-ups: serial_port.py
+        sources.append(gps)
     for entry in src.gpsd:
         from edge_agent.sources.gpsd import GpsdSource
         filters, health = _gps_params(entry)

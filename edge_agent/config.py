@@ -120,6 +120,7 @@ class SerialGpsConfig:
     sensor_id: str = field(default="gps0", metadata=_SENSOR)
     baud: int = field(default=9600, metadata=check(one_of(*BAUDS)))
     silence_s: float | None = field(default=10.0, metadata=check(at_least(0.1)))
+    read_interval_ms: int = field(default=250, metadata=check(between(0, 1000)))
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -156,7 +157,7 @@ class MqttSealConfig:
     client_id: str | None = None  # default: "<gateway id>-seals"
     keepalive_s: int = field(default=30, metadata=check(between(5, 3600)))
     receive_maximum: int = field(default=512, metadata=check(between(1, 1024)))
-    batch_ms: int = field(default=20, metadata=check(between(0, 1000)))
+    batch_ms: int = field(default=100, metadata=check(between(0, 1000)))
 
 
 @dataclass(frozen=True, kw_only=True)

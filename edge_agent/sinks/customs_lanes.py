@@ -41,9 +41,9 @@ class DeliveryPolicy:
     uplink_readings: bool = True
     uplink_anchors: bool = True
     readings_per_message: int = 200
-    readings_linger_s: float = 1.0  # live readings wait up to this long to fill a message
+    readings_linger_s: float = 2.0  # live readings wait up to this long to fill a message
     status_s: float = 60.0  # status republished at least this often
-    housekeeping_s: float = 0.5  # anchor lookups, status changes, resends
+    housekeeping_s: float = 1.0  # anchor lookups, status changes, resends (a wake-up each)
     cursor_flush_s: float = 10.0  # delivered positions stored at most this often (an fsync)
     ack_timeout_s: float = 30.0  # a PUBACK not back by then: the link is dead, reconnect
 
