@@ -1,11 +1,23 @@
 """The agent: sources -> bounded queue -> ingest (sign + commit) -> journal -> consumers.
 
 Shaped like Telegraf/Vector: sources only decode and emit; ingest is the single writer that
-turns drafts into signed records in group commits (one fsync for everything queued); rules and
-sinks are consumers that each read the journal from their own cursor. The only in-memory queue
-is bounded, so a flooding source is slowed down instead of growing memory, and nothing is
-acknowledged before it is committed: a source that must acknowledge (an MQTT QoS 1 message)
-queues an AfterCommit behind its draft, and ingest runs it once that draft is durable.
+turns drafts into signed records in group commits; rules and sinks are consumers that each read
+the journal from their own cursor. The only in-memory queue is bounded, so a flooding source is
+slowed down instead of growing memory, and nothing is acknowledged before it is committed: a
+source that must acknowledge (an MQTT QoS 1 message) queues an AfterCommit behind its draft,
+and ingest runs it once that draft is durable.
+
+Group commit: a commit costs an fsync and four or five rewritten pages whatever it holds, and
+it wakes every consumer. So ingest lets a group gather for up to ``commit_interval_s`` (what
+sits in the queue is committed together, one transaction, one fsync) and commits at once when
+an alert is queued (alerts must not wait), when ``max_group`` items are waiting (a backlog), or
+at stop. At a port's 200 readings a second that is one commit a second instead of two hundred.
+
+A journal that cannot be written (disk full, I/O error) does not stop the agent: ingest keeps
+the group it was writing, retries with backoff and logs the cause each time; the queue fills,
+sources block, MQTT sensors are not acknowledged (their broker keeps the messages), serial
+devices are not read. Everything else keeps running (metrics, delivery of what is journaled).
+When a write succeeds again, a signed ``diskFull`` status record tells how long it lasted.
 """
 
 from __future__ import annotations
@@ -13,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge_agent.journal import Draft, Journal, Stored
+from edge_agent.journal import Draft, Journal, JournalUnwritable, Stored
 from edge_agent.tail import JournalTail
 from ledger_client.records import RecordError
 
@@ -56,26 +69,72 @@ class Consumer(Protocol):
 class Agent:
     def __init__(self, journal: Journal, sources: Sequence[Source],
                  consumers: Sequence[Consumer], *, queue_size: int = 1024,
-                 max_group: int = 512, settle_timeout_s: float = 10.0):
+                 max_group: int = 512, commit_interval_s: float = 1.0,
+                 settle_timeout_s: float = 10.0, retry_s: tuple[float, float] = (0.5, 10.0)):
+        if commit_interval_s < 0 or max_group < 1:
+            raise ValueError("commit_interval_s must be >= 0 and max_group >= 1")
         self.journal = journal
         self.sources = list(sources)
         self.consumers = list(consumers)
         self.queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
-        self.max_group = max_group
+        self.max_group = min(max_group, queue_size)
+        self.commit_interval_s = commit_interval_s
         self.settle_timeout_s = settle_timeout_s
+        self.retry_s = retry_s
         self.tail = JournalTail(journal.head()[0])
         self.ingested = 0
+        self.commits = 0
         self.rejected = 0  # drafts that could not be signed (see _commit_one_by_one)
+        self.unwritable: str | None = None  # why the journal cannot be written, while so
+        self.unwritable_since_ms: int | None = None
+        self.unwritable_episodes = 0
+        self._flush = asyncio.Event()
+        self._drafts_queued = 0  # drafts (and alerts among them) in the queue: when to flush
+        self._alerts_queued = 0
+        self._pending: list[Item] = []
+
+    def problems(self) -> list[str]:
+        """Conditions the gateway's status reports to customs (``diskFull``)."""
+        return ["diskFull"] if self.unwritable is not None else []
 
     async def emit(self, item: Item) -> None:
         """What sources call: waits while the queue is full (that is the backpressure)."""
         await self.queue.put(item)
+        if type(item) is Draft:
+            self._drafts_queued += 1
+            if item.kind == "alert":
+                self._alerts_queued += 1
+                self._flush.set()
+            elif self._drafts_queued >= self.max_group:
+                self._flush.set()
 
     async def _ingest(self) -> None:
+        """Gather a group, commit it. The group being gathered or written is `_pending` (not
+        in the queue any more): what a stop must still commit."""
         while True:
-            group = [await self.queue.get()]
-            while len(group) < self.max_group and not self.queue.empty():
-                group.append(self.queue.get_nowait())
+            first = await self.queue.get()
+            self._pending = [first]
+            if type(first) is Draft:
+                self._drafts_queued -= 1
+                if first.kind == "alert":
+                    self._alerts_queued -= 1
+                    self._flush.set()
+            if self.commit_interval_s and not self._flush.is_set():  # gather a group
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.commit_interval_s):
+                        await self._flush.wait()
+            self._flush.clear()
+            group = self._pending
+            drafts = 0
+            while drafts < self.max_group and not self.queue.empty():
+                item = self.queue.get_nowait()
+                group.append(item)
+                if type(item) is Draft:
+                    drafts += 1
+                    self._alerts_queued -= item.kind == "alert"
+            self._drafts_queued -= drafts
+            if self._alerts_queued or self._drafts_queued >= self.max_group:
+                self._flush.set()  # an alert or a full group left behind: no waiting
             await self._commit(group)
 
     async def _commit(self, group: list[Item]) -> None:
@@ -83,9 +142,10 @@ class Agent:
         stored: list[Stored] = []
         if drafts:
             try:
-                stored = self.journal.append(drafts)
+                stored = await self._write(drafts)
             except RecordError:
-                stored = self._commit_one_by_one(drafts)
+                stored = await self._commit_one_by_one(drafts)
+        self._pending = []
         for item in group:
             if isinstance(item, AfterCommit):
                 try:
@@ -96,16 +156,56 @@ class Agent:
             self.ingested += len(stored)
             await self.tail.advanced(stored[-1].seq)
 
-    def _commit_one_by_one(self, group: list[Draft]) -> list[Stored]:
+    async def _write(self, drafts: list[Draft]) -> list[Stored]:
+        """Append, waiting out a journal that cannot be written; RecordError passes."""
+        delay = self.retry_s[0]
+        while True:
+            try:
+                stored = self.journal.append(drafts)
+                break
+            except JournalUnwritable as exc:
+                self._note_unwritable(exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_s[1])
+        self.commits += 1
+        if self.unwritable is not None:
+            stored += self._note_writable()
+        return stored
+
+    def _note_unwritable(self, exc: JournalUnwritable, delay: float) -> None:
+        if self.unwritable is None:
+            self.unwritable_since_ms = time.time_ns() // 1_000_000
+            self.unwritable_episodes += 1
+        self.unwritable = exc.cause
+        log.error("%s; ingest paused: sensors are not acknowledged (an MQTT broker keeps "
+                  "their messages) and %d items wait; retrying in %.1fs", exc,
+                  self.queue.qsize(), delay)
+
+    def _note_writable(self) -> list[Stored]:
+        """The journal took a write again: say so in the chain, with how long it lasted."""
+        now = time.time_ns() // 1_000_000
+        since = self.unwritable_since_ms or now
+        event = Draft(now, "status", "agent", {"event": "diskFull", "since_ms": since,
+                                               "until_ms": now, "error": self.unwritable})
+        log.warning("journal writable again after %.1fs (%s); ingest resumed",
+                    (now - since) / 1000, self.unwritable)
+        self.unwritable = self.unwritable_since_ms = None
+        try:
+            return self.journal.append([event])
+        except JournalUnwritable:
+            return []  # the data went in; the note is lost, the log has it
+
+    async def _commit_one_by_one(self, group: list[Draft]) -> list[Stored]:
         """A draft that cannot be signed (a decoder bug: say, a float) must not take the good
         ones of its group down with it: commit them singly, drop and count the bad one."""
         stored: list[Stored] = []
-        for draft in group:
+        for i, draft in enumerate(group):
             try:
-                stored += self.journal.append([draft])
+                stored += await self._write([draft])
             except RecordError as exc:
                 self.rejected += 1
                 log.error("dropped a %s draft from %s: %s", draft.kind, draft.src, exc)
+            self._pending = list(group[i + 1:])  # a stop now must not write these twice
         return stored
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,10 +227,10 @@ class Agent:
                     # a source that simply ended (a finite replay) leaves the others running
             await _cancel(source_tasks)
             await _cancel([ingest])
-            leftover = []
+            leftover, self._pending = self._pending, []
             while not self.queue.empty():
                 leftover.append(self.queue.get_nowait())
-            if leftover:
+            if leftover and self.unwritable is None:
                 await self._commit(leftover)
             await self._settle(consumer_tasks)
         finally:

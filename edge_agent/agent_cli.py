@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -92,6 +93,10 @@ async def serve(config: Config) -> int:
     from edge_agent.metrics import MetricsServer
 
     assembly = assemble(config)
+    # Everything imported and built so far lives as long as the process (web3 alone is tens
+    # of thousands of objects): keep the collector from walking it again and again.
+    gc.collect()
+    gc.freeze()
     try:
         await asyncio.to_thread(assembly.retention.prepare)
         watched = assembly.watched

@@ -21,9 +21,10 @@ from typing import Any
 
 from edge_agent.agent import Agent, Consumer, Emit, Item, Source
 from edge_agent.config import Config, LedgerConfig, read_secret
+from edge_agent.config_checks import ack_keys_file
 from edge_agent.journal import Draft, Journal
 from edge_agent.metrics import Watched
-from edge_agent.retention import Retention
+from edge_agent.retention import Retention, wal_limit_for
 from edge_agent.sinks.anchor import AnchorConflict, AnchorSink, BatchPolicy
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gnss_health import HealthParams
@@ -178,9 +179,10 @@ def build_sources(config: Config, journal: Journal) -> list[Source]:
     for entry in src.serial_gps:
         from edge_agent.sources.serial_gps import SerialGpsSource
         filters, health = _gps_params(entry)
-        sources.append(SerialGpsSource(str(entry.port), sensor_id=entry.sensor_id,
-                                       baudrate=entry.baud, filters=filters, health=health,
-                                       silence_s=entry.silence_s))
+        gps = SerialGpsSource(str(entry.port), sensor_id=entry.sensor_id, baudrate=entry.baud,
+                              filters=filters, health=health, silence_s=entry.silence_s)
+        gps.read_interval_s = entry.read_interval_ms / 1000  # fewer wake-ups: serial_port.py
+        sources.append(gps)
     for entry in src.gpsd:
         from edge_agent.sources.gpsd import GpsdSource
         filters, health = _gps_params(entry)
@@ -200,7 +202,9 @@ def build_sources(config: Config, journal: Journal) -> list[Source]:
         if src.mqtt_seal is not None:
             from edge_agent.sources.mqtt_seal import MqttSealSource
             sources.append(MqttSealSource(_mqtt_settings(src.mqtt_seal, gw, f"{gw}-seals"),
-                                          gw, auth))
+                                          gw, auth,
+                                          receive_maximum=src.mqtt_seal.receive_maximum,
+                                          batch_s=src.mqtt_seal.batch_ms / 1000))
     if config.gateway.heartbeat_s is not None:
         try:
             from edge_agent.sources.heartbeat import HeartbeatSource
@@ -222,7 +226,8 @@ def build_rules(config: Config, journal: Journal) -> Any:
     if rc.site_lat is not None and rc.site_lon is not None:
         site = (round(rc.site_lat * 1e7), round(rc.site_lon * 1e7))
     engine = RulesEngine(journal, trusted_keys=keys, vehicle=rc.vehicle,
-                         gps_sensors=rc.gps_sensors, site=site, params=rc.thresholds)
+                         gps_sensors=rc.gps_sensors, site=site, params=rc.thresholds,
+                         checkpoint_s=rc.checkpoint_s)
     for path in (rc.fences, rc.plan):
         if path is not None:
             _load_once(engine, journal, path.read_bytes(), str(path))
@@ -246,7 +251,8 @@ def assemble(config: Config) -> Assembly:
     """Open the journal and build every part; nothing runs yet."""
     gw = config.gateway
     key = load_key(gw.key)
-    journal = Journal(gw.journal, gateway_id=gw.id, key=key, synchronous=gw.synchronous)
+    journal = Journal(gw.journal, gateway_id=gw.id, key=key, synchronous=gw.synchronous,
+                      wal_limit_bytes=wal_limit_for(config.journal_max_bytes))
     try:
         return _assemble(config, journal, public_hex(key))
     except BaseException:
@@ -264,9 +270,13 @@ def _assemble(config: Config, journal: Journal, public_key: str) -> Assembly:
     if rules is not None:
         consumers.append(rules)
         guards.append(lambda: [rules.name])
+    agents: list[Agent] = []  # the agent is built last; the customs status asks it later
     if config.customs is not None:
+        from edge_agent.sinks.customs_acks import AckPolicy
         from edge_agent.sinks.customs_mqtt import CustomsMqttSink, DeliveryPolicy
+        from geofences import load_trusted_keys
         cc = config.customs
+        keys_file = ack_keys_file(config)
         sink = CustomsMqttSink(
             journal, _mqtt_settings(cc, config.gateway.id, f"{config.gateway.id}-customs"),
             policy=DeliveryPolicy(window=cc.window, max_rate=cc.max_rate, burst=cc.burst,
@@ -275,7 +285,10 @@ def _assemble(config: Config, journal: Journal, public_key: str) -> Assembly:
                                   readings_per_message=cc.readings_per_message,
                                   status_s=cc.status_s),
             on_plan=rules.set_plan if (rules is not None and cc.plans) else None,
-            client_id=cc.client_id or f"{config.gateway.id}-customs", name="customs")
+            client_id=cc.client_id or f"{config.gateway.id}-customs", name="customs",
+            ack_keys=load_trusted_keys(keys_file) if keys_file is not None else None,
+            ack_policy=AckPolicy(timeout_s=cc.ack_timeout_s, resend_max_s=cc.resend_max_s),
+            problems=lambda: agents[0].problems() if agents else [])
         consumers.append(sink)
         guards.append(lambda: list(sink.guard_cursors))
         alert_sinks.append(sink.name)
@@ -298,9 +311,12 @@ def _assemble(config: Config, journal: Journal, public_key: str) -> Assembly:
               else None)
     if anchor is not None:
         consumers.append(anchor)  # retention needs "anchored", which implies its cursor passed
-    agent = Agent(journal, sources, consumers, queue_size=config.gateway.queue_size)
+    agent = Agent(journal, sources, consumers, queue_size=config.gateway.queue_size,
+                  commit_interval_s=config.gateway.commit_interval_s)
+    agents.append(agent)
     retention = Retention(journal, config.journal_max_bytes,
-                          guards=lambda: [name for guard in guards for name in guard()])
+                          guards=lambda: [name for guard in guards for name in guard()],
+                          wal_reserve=journal.wal_limit_bytes)
     watched = Watched(agent, retention, config.journal_max_bytes, tuple(alert_sinks), readings,
                       config.gateway.id,
                       ledger_connected=(lambda: anchor.connected) if anchor else (lambda: None))

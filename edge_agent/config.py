@@ -83,6 +83,7 @@ class GatewayConfig:
     heartbeat_s: float | None = field(default=10.0, metadata=check(_heartbeat))
     synchronous: str = field(default="FULL", metadata=check(one_of("FULL", "NORMAL", "EXTRA")))
     queue_size: int = field(default=1024, metadata=check(between(16, 1_000_000)))
+    commit_interval_s: float = field(default=2.0, metadata=check(between(0, 10)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +120,7 @@ class SerialGpsConfig:
     sensor_id: str = field(default="gps0", metadata=_SENSOR)
     baud: int = field(default=9600, metadata=check(one_of(*BAUDS)))
     silence_s: float | None = field(default=10.0, metadata=check(at_least(0.1)))
+    read_interval_ms: int = field(default=250, metadata=check(between(0, 1000)))
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -154,6 +156,8 @@ class MqttSealConfig:
     password_file: Path | None = None
     client_id: str | None = None  # default: "<gateway id>-seals"
     keepalive_s: int = field(default=30, metadata=check(between(5, 3600)))
+    receive_maximum: int = field(default=512, metadata=check(between(1, 1024)))
+    batch_ms: int = field(default=100, metadata=check(between(0, 1000)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,7 +184,7 @@ class LedgerConfig:
     chain_id: int = field(metadata=check(at_least(1)))
     evm_key: Path = Path("/var/lib/sealtrail/evm.key")
     confirmations: int = field(default=0, metadata=check(between(0, 1000)))
-    max_leaves: int = field(default=1024, metadata=check(between(1, 1_000_000)))
+    max_leaves: int = field(default=4096, metadata=check(between(1, 1_000_000)))
     max_age_s: float = field(default=60.0, metadata=check(between(1, 86_400)))
     close_on_critical: bool = True
     gas_price_wei: int | None = field(default=None, metadata=check(at_least(0)))
@@ -201,6 +205,7 @@ class RulesConfig:
     gps_sensors: tuple[str, ...] | None = None  # GPS ids on the plan's vehicle (default: all)
     site_lat: float | None = field(default=None, metadata=check(between(-90, 90)))
     site_lon: float | None = field(default=None, metadata=check(between(-180, 180)))
+    checkpoint_s: float = field(default=30.0, metadata=check(between(0.1, 3600)))
     thresholds: RuleParams = field(default_factory=RuleParams)  # every rule's threshold
 
 
@@ -224,6 +229,10 @@ class CustomsConfig:
     readings_per_message: int = field(default=200, metadata=check(between(1, 10_000)))
     status_s: float = field(default=60.0, metadata=check(between(1, 86_400)))
     plans: bool = True  # take signed plans from sealtrail/v1/<gw>/plans (needs [rules])
+    acks: bool = True  # an alert is delivered when customs acknowledges it, not at PUBACK
+    ack_keys_file: Path | None = None  # customs keys for acks; default rules.customs_keys_file
+    ack_timeout_s: float = field(default=30.0, metadata=check(between(1, 3600)))
+    resend_max_s: float = field(default=900.0, metadata=check(between(1, 86_400)))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -87,7 +87,26 @@ def cross_checks(config: Config) -> list[Problem]:
         problems.append(Problem("customs.plans", "plans from customs need a [rules] section "
                                                  "(with customs_keys_file) to check and apply "
                                                  "them; add it or set plans = false"))
+    cc = config.customs
+    if cc is not None and cc.acks and ack_keys_file(config) is None:
+        problems.append(Problem("customs.ack_keys_file", "required to check customs' delivery "
+                                                         "acknowledgements (customs public keys, "
+                                                         "hex, one a line; default: "
+                                                         "rules.customs_keys_file)"))
+    if cc is not None and cc.ack_timeout_s > cc.resend_max_s:
+        problems.append(Problem("customs.resend_max_s", f"must be at least ack_timeout_s "
+                                                        f"({cc.ack_timeout_s:g})"))
     return problems
+
+
+def ack_keys_file(config: Config) -> Path | None:
+    """The customs keys that sign delivery acks: customs.ack_keys_file, else the plans' keys."""
+    cc, rules = config.customs, config.rules
+    if cc is None or not cc.acks:
+        return None
+    if cc.ack_keys_file is not None:
+        return cc.ack_keys_file
+    return rules.customs_keys_file if rules is not None else None
 
 
 def file_checks(config: Config, warnings: list[str]) -> list[Problem]:
@@ -133,6 +152,18 @@ def file_checks(config: Config, warnings: list[str]) -> list[Problem]:
                             "cross the network in clear text")
     if config.rules is not None:
         problems += _rules_checks(config.rules)
+    acks_from = ack_keys_file(config)
+    if acks_from is not None and config.customs is not None \
+            and config.customs.ack_keys_file is not None:
+        from geofences import GeofenceError, load_trusted_keys
+        try:
+            load_trusted_keys(acks_from)
+        except GeofenceError as exc:
+            problems.append(Problem("customs.ack_keys_file", str(exc)))
+    if config.customs is not None and not config.customs.acks:
+        warnings.append("customs.acks is false: an alert counts as delivered once the broker "
+                        "has it (PUBACK); a broker crash or a customs store that loses data "
+                        "can lose alerts without the gateway knowing")
     for i, s in enumerate(config.sources.serial_gps):
         if not s.port.exists():
             warnings.append(f"sources.serial_gps[{i}].port: {s.port} is not present now; the "

@@ -12,12 +12,26 @@ power without warning and an acknowledged reading must not vanish. The keyed tab
 ROWID: a seal's counter is upserted with every reading, and one B-tree per upsert instead of a
 table plus its key index takes a third off the journal's cost per e-seal reading (journals made
 before this keep their tables and work as before).
+
+What an SD card pays (deploy/raspberry-pi.md has the figures): every commit rewrites whole 4 KiB
+pages in the WAL (the last, partly filled leaf, its parent, the header page, the pointer map)
+and a checkpoint copies each changed page into the database once more. So a record costs about
+twice its size plus a share of four or five pages per commit: the agent commits in groups
+(agent.py), and the WAL is bounded (``wal_limit_bytes``: autocheckpoint at that size, and
+``journal_size_limit`` truncates the file back to it afterwards), so the size bound can count it.
+
+Two guarantees customs relies on are kept here, where every record is signed: each alert's body
+names the seq of the gateway's previous alert (``prev_alert``, 0 for the first), so customs can
+tell which alerts it holds without gaps (ledger_client/acks.py); and an alert id is never
+committed twice: a draft repeating one (from the journal or earlier in its own group) is
+dropped and counted, never allowed to fail the group.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +60,13 @@ CREATE TABLE IF NOT EXISTS batches (
 """
 
 _parse_at = json.JSONDecoder().raw_decode
+log = logging.getLogger(__name__)
+PAGE_SIZE = 4096
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
+UNWRITABLE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                        sqlite3.SQLITE_CANTOPEN})
+"""Primary result codes that say the file cannot be written now (disk full, I/O error, a
+read-only remount), as opposed to a bug: the agent waits and retries on these."""
 
 BATCH_FIELDS = ("batch_seq", "first_seq", "tree_size", "root", "status", "closed_ms", "reason",
                 "nonce", "raw_tx", "tx_hash", "chain_id", "contract", "block_number",
@@ -54,6 +75,21 @@ BATCH_FIELDS = ("batch_seq", "first_seq", "tree_size", "root", "status", "closed
 
 class JournalError(Exception):
     """The journal file belongs to another gateway or key, or is not a SealTrail journal."""
+
+
+class JournalUnwritable(Exception):
+    """A write failed because of the disk, not the data: full, I/O error, read-only. Nothing
+    of the failed transaction is kept; the same write may be tried again later."""
+
+    def __init__(self, path: Path, exc: sqlite3.Error):
+        super().__init__(f"journal {path}: {exc}")
+        self.cause = str(exc)
+
+
+def unwritable(exc: BaseException) -> bool:
+    """Whether an sqlite3 error is the disk's fault (see UNWRITABLE)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) in UNWRITABLE
 
 
 class Draft(NamedTuple):
@@ -123,7 +159,7 @@ class Journal:
     """Single-writer journal; safe to share between threads (one lock around the connection)."""
 
     def __init__(self, path: str | Path, *, gateway_id: str, key: Ed25519PrivateKey,
-                 synchronous: str = "FULL"):
+                 synchronous: str = "FULL", wal_limit_bytes: int = WAL_LIMIT_BYTES):
         if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
@@ -132,10 +168,18 @@ class Journal:
         self._signer = RecordSigner(gateway_id, key)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # new files only (see retention)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self.wal_limit_bytes = max(64 * 1024, wal_limit_bytes)
+        page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        self._db.execute(f"PRAGMA wal_autocheckpoint={max(16, self.wal_limit_bytes // page)}")
+        self._db.execute(f"PRAGMA journal_size_limit={self.wal_limit_bytes}")
         self._db.executescript(SCHEMA)
         self._bind_identity()
+        row = self._db.execute("SELECT MAX(seq) FROM alerts").fetchone()
+        self._last_alert: int = row[0] or 0
+        self.duplicate_alerts = 0  # alert drafts dropped because their id was committed
 
     def _bind_identity(self) -> None:
         """Tie the file to one gateway id and key: a chain signed by two keys verifies by none."""
@@ -157,38 +201,74 @@ class Journal:
 
     def append(self, drafts: Sequence[Draft], *, cursors: Mapping[str, int] | None = None,
                state: Mapping[str, str] | None = None) -> list[Stored]:
-        """Sign and commit drafts as the next records, with cursor/state changes, atomically."""
+        """Sign and commit drafts as the next records, with cursor/state changes, atomically.
+
+        Raises JournalUnwritable when the disk refuses the write (nothing is kept; try again
+        later), RecordError for a draft that cannot be signed."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            last_alert = self._last_alert
             try:
-                stored = self._append_locked(drafts)
-                merged = {k: v for d in drafts if d.state for k, v in d.state.items()}
-                self._put_locked(cursors or {}, {**merged, **(state or {})})
-                self._db.execute("COMMIT")
+                with self._transaction():
+                    stored = self._append_locked(drafts)
+                    merged = {k: v for d in drafts if d.state for k, v in d.state.items()}
+                    self._put_locked(cursors or {}, {**merged, **(state or {})})
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._last_alert = last_alert
                 raise
         return stored
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error. SQLite rolls back by itself
+        after some errors (a full disk among them): then there is nothing to roll back, and
+        the error that caused it, not "no transaction is active", is what surfaces."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if unwritable(exc):
+                raise JournalUnwritable(self.path, exc) from exc  # type: ignore[arg-type]
+            raise
 
     def _append_locked(self, drafts: Sequence[Draft]) -> list[Stored]:
         row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (row[0], row[1].hex()) if row else (0, GENESIS_PREV)
         stored = []
+        alerts = []
         sign = self._signer.sign
         for draft in drafts:
+            body = draft.body
+            if draft.kind == "alert":
+                if not self._new_alert(body["alert_id"], alerts):
+                    continue
+                body = {**body, "prev_alert": self._last_alert}
+                self._last_alert = seq + 1
+                alerts.append((seq + 1, body["alert_id"]))
             seq += 1
-            signed = sign(seq, draft.t_ms, draft.kind, draft.src, draft.body, prev)
+            signed = sign(seq, draft.t_ms, draft.kind, draft.src, body, prev)
             digest = record_hash(signed)
             stored.append(Stored(seq, draft.t_ms, draft.kind, draft.src, digest, signed))
             prev = digest.hex()
         self._db.executemany(
             "INSERT INTO records (seq, t_ms, kind, src, hash, signed) VALUES (?, ?, ?, ?, ?, ?)",
             stored)
-        alerts = [(s.seq, d.body["alert_id"]) for s, d in zip(stored, drafts, strict=True)
-                  if d.kind == "alert"]
         if alerts:
             self._db.executemany("INSERT INTO alerts (seq, alert_id) VALUES (?, ?)", alerts)
         return stored
+
+    def _new_alert(self, alert_id: str, in_group: list[tuple[int, str]]) -> bool:
+        """False (and counted) for an id committed before or earlier in this group."""
+        if any(aid == alert_id for _, aid in in_group) or self._db.execute(
+                "SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone():
+            self.duplicate_alerts += 1
+            log.warning("journal: alert %s is already journaled; the repeat is dropped",
+                        alert_id)
+            return False
+        return True
 
     def _put_locked(self, cursors: Mapping[str, int], state: Mapping[str, str]) -> None:
         if cursors:
@@ -220,6 +300,11 @@ class Journal:
                             "JOIN records r ON r.seq = a.seq WHERE a.seq > ? ORDER BY a.seq "
                             "LIMIT ?", (seq, limit))
 
+    def last_of_kind(self, kind: str, limit: int) -> list[Stored]:
+        """The newest `limit` records of one kind, newest first (read back from the head)."""
+        return self._stored("SELECT seq, t_ms, kind, src, hash, signed FROM records "
+                            "WHERE kind = ? ORDER BY seq DESC LIMIT ?", (kind, limit))
+
     def range(self, first: int, last: int) -> list[Stored]:
         return self._stored("SELECT seq, t_ms, kind, src, hash, signed FROM records "
                             "WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
@@ -245,6 +330,17 @@ class Journal:
         row = self._one("SELECT value FROM state WHERE key = ?", (key,))
         return row[0] if row else None
 
+    def states(self, prefix: str) -> dict[str, str]:
+        """Every state key starting with `prefix` (one range scan of the key index)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT key, value FROM state WHERE key >= ? AND "
+                                         "key < ?", (prefix, prefix + "\U0010ffff")))
+
+    @property
+    def last_alert(self) -> int:
+        """Seq of the newest alert (0: none): the next alert's ``prev_alert``."""
+        return self._last_alert
+
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
@@ -266,21 +362,15 @@ class Journal:
     def add_batch(self, first_seq: int, tree_size: int, root: bytes, *, closed_ms: int,
                   reason: str, cursor: str) -> Batch:
         """Record a closed batch and move the batcher's cursor past it, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT MAX(batch_seq) FROM batches").fetchone()
-                batch = Batch((row[0] or 0) + 1, first_seq, tree_size, root, "built",
-                              closed_ms, reason)
-                self._db.execute(
-                    "INSERT INTO batches (batch_seq, first_seq, tree_size, root, status, "
-                    "closed_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (batch.batch_seq, first_seq, tree_size, root, "built", closed_ms, reason))
-                self._put_locked({cursor: first_seq + tree_size - 1}, {})
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT MAX(batch_seq) FROM batches").fetchone()
+            batch = Batch((row[0] or 0) + 1, first_seq, tree_size, root, "built",
+                          closed_ms, reason)
+            self._db.execute(
+                "INSERT INTO batches (batch_seq, first_seq, tree_size, root, status, "
+                "closed_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (batch.batch_seq, first_seq, tree_size, root, "built", closed_ms, reason))
+            self._put_locked({cursor: first_seq + tree_size - 1}, {})
         return batch
 
     def update_batch(self, batch_seq: int, **fields: Any) -> None:
@@ -288,7 +378,7 @@ class Journal:
         if unknown:
             raise ValueError(f"not batch fields: {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
+        with self._lock, self._transaction():
             self._db.execute(f"UPDATE batches SET {assignments} WHERE batch_seq = ?",
                              (*fields.values(), batch_seq))
 
@@ -321,10 +411,5 @@ class Journal:
             if not transaction:
                 yield self._db
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise

@@ -102,7 +102,7 @@ def journal_figures(w: Watched) -> dict[str, Any]:
         alerts = db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
         pending = {}
         for consumer in agent.consumers:
-            if consumer.name in w.alert_sinks:
+            if consumer.name in w.alert_sinks and not hasattr(consumer, "alerts_pending"):
                 pending[consumer.name] = db.execute(
                     "SELECT COUNT(*) FROM alerts WHERE seq > ?", (consumer.position,)
                 ).fetchone()[0]
@@ -111,7 +111,17 @@ def journal_figures(w: Watched) -> dict[str, Any]:
     oldest_age = 0.0
     if first_open is not None and anchored_through < head:
         oldest_age = max(0.0, time.time() - first_open[0] / 1000)
+    unacked = None
+    for consumer in agent.consumers:  # outside the lock: these take it themselves
+        if consumer.name in w.alert_sinks and hasattr(consumer, "alerts_pending"):
+            pending[consumer.name] = consumer.alerts_pending()
+        tracker = getattr(consumer, "acks", None)
+        if tracker is not None and unacked is None:
+            count, oldest_ms = tracker.unacked()
+            age = max(0.0, time.time() - oldest_ms / 1000) if oldest_ms is not None else 0.0
+            unacked = (count, age)
     return {"head": head, "anchored_through": anchored_through, "oldest_age": oldest_age,
+            "unacked": unacked,
             "alerts": alerts, "pending": pending, "pruned_through": pruned,
             "pruned_records": int(row[0]) if row else 0}
 
@@ -168,8 +178,17 @@ def render(w: Watched) -> str:
             [({"source": s, "kind": k}, n) for (s, k), n in readings])
     out.add("sealtrail_ingested_total", "counter", "records committed to the journal by ingest",
             agent.ingested)
+    out.add("sealtrail_ingest_commits_total", "counter", "ingest transactions (one fsync each; "
+            "readings per commit = ingested / commits)", agent.commits)
+    out.add("sealtrail_journal_writable", "gauge", "0 while the journal refuses writes (disk "
+            "full, I/O error): ingest paused, sensors not acknowledged",
+            int(agent.unwritable is None))
+    out.add("sealtrail_journal_unwritable_episodes_total", "counter", "times the journal "
+            "stopped taking writes", agent.unwritable_episodes)
     dropped, events, connected = source_counters(agent.sources)
     dropped.append(({"source": "ingest", "reason": "unsignable"}, agent.rejected))
+    dropped.append(({"source": "ingest", "reason": "duplicate_alert"},
+                    agent.journal.duplicate_alerts))
     out.add("sealtrail_dropped_total", "counter", "input dropped, by source and reason", dropped)
     out.add("sealtrail_source_events_total", "counter",
             "other source counters (bytes, fixes, connects, ...)", events)
@@ -197,8 +216,14 @@ def render(w: Watched) -> str:
             "by type (rules), messages sent (customs), anchor rebroadcasts and errors, ...",
             consumer_counters(agent.consumers))
     out.add("sealtrail_alerts_total", "gauge", "alerts in the journal", j["alerts"])
-    out.add("sealtrail_alerts_pending", "gauge", "alerts a sink has not delivered yet",
+    out.add("sealtrail_alerts_pending", "gauge", "alerts a sink has not delivered yet (customs: "
+            "not acknowledged by customs)",
             [({"sink": k}, v) for k, v in sorted(j["pending"].items())])
+    if j["unacked"] is not None:
+        out.add("sealtrail_alerts_unacked", "gauge", "alerts customs has not acknowledged as "
+                "stored (they are sent again until it does)", j["unacked"][0])
+        out.add("sealtrail_alerts_unacked_age_seconds", "gauge", "age of the oldest alert "
+                "customs has not acknowledged (0 if none)", round(j["unacked"][1], 3))
     size = file_bytes(agent.journal)
     out.add("sealtrail_journal_size_bytes", "gauge", "journal database + WAL on disk", size)
     if w.max_bytes:
@@ -254,6 +279,10 @@ def health(w: Watched) -> tuple[int, dict[str, Any]]:
         warnings.append("the ledger node has not answered yet")
     if w.retention is not None and w.retention.over_limit:
         warnings.append("journal over journal_max_mb with nothing more allowed to be pruned")
+    if w.agent.unwritable is not None:
+        warnings.append(f"journal not writable ({w.agent.unwritable}): ingest paused, sensors "
+                        "not acknowledged; retrying")
+        body["problems"] = w.agent.problems()
     if not w.running:
         return 503, {**body, "status": "stopped", "warnings": warnings}
     return 200, {**body, "status": "degraded" if warnings else "ok", "warnings": warnings}

@@ -24,8 +24,16 @@ the whole file (minutes for a 1 GB journal on an SD card, ingest blocked, twice 
 use auto_vacuum=INCREMENTAL instead: `PRAGMA incremental_vacuum(N)` returns N free pages to the
 file system in small steps between ingest commits, and a WAL checkpoint makes the shorter file
 real. auto_vacuum can only be switched on by one VACUUM; `prepare()` does it at start (instant
-for a new journal, once for an old one, before the sources run). `journal_size_limit` keeps the
-WAL file from staying at its high-water mark after a big prune.
+for a new journal, once for an old one, before the sources run).
+
+The WAL counts: the bound is on the database *and* its WAL, and the WAL grows between
+checkpoints up to the journal's ``wal_limit_bytes`` (autocheckpoint there, truncated back to it
+after). So the size this module compares with the bound is the database plus the larger of the
+WAL as it is and ``wal_reserve`` (the limit the WAL may grow to): a bound of a few MB then holds
+at every moment, not only just after a checkpoint. `wal_limit_for` picks the limit for a bound.
+
+A full disk is not an error of this module: at start, and at each pass, what cannot be written
+is logged and tried again at the next pass; the agent runs on meanwhile.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_agent.journal import Journal
+from edge_agent.journal import Journal, JournalUnwritable, unwritable
 from ledger_client.merkle import MerkleTree, ProofError
 from ledger_client.proof import BatchRoot, verify_kept
 from sealtrail.ratelog import RateLimitedLog
@@ -57,7 +65,6 @@ pruning pass reads only the alerts raised since the previous one, not all of the
 CITED_THROUGH = "cited_through"
 PRUNED_THROUGH = "pruned_through"
 PRUNED_RECORDS = "pruned_records"
-WAL_LIMIT_BYTES = 8 * 1024 * 1024
 VACUUM_STEP_PAGES = 1024  # per hold of the journal lock: a few ms of ingest waiting
 
 
@@ -92,6 +99,13 @@ def pruned_through(db: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def wal_limit_for(max_bytes: int) -> int:
+    """The WAL size limit for a journal bound: an eighth of it, between 128 KiB and 4 MiB.
+    Bigger saves little (a checkpoint writes each changed page once whatever the interval;
+    only the few hot pages are saved rewrites), smaller checkpoints more often."""
+    return max(128 * 1024, min(4 * 1024 * 1024, max_bytes // 8))
+
+
 def file_bytes(journal: Journal) -> int:
     """What the journal takes on disk: the database and its WAL."""
     total = 0
@@ -106,12 +120,14 @@ class Retention:
 
     def __init__(self, journal: Journal, max_bytes: int, *,
                  guards: Callable[[], Iterable[str]], low_water: float = 0.8,
-                 chunk_records: int = 4096):
-        """`guards()` names the cursors of the consumers that read every record."""
+                 chunk_records: int = 4096, wal_reserve: int = 0):
+        """`guards()` names the cursors of the consumers that read every record;
+        `wal_reserve` is what the WAL may grow to (see the module docstring)."""
         if max_bytes < 1 or not 0 < low_water <= 1:
             raise ValueError("max_bytes must be positive and 0 < low_water <= 1")
         self.journal = journal
         self.max_bytes = max_bytes
+        self.wal_reserve = wal_reserve
         self.low_water = low_water
         self.guards = guards
         self.chunk_records = chunk_records
@@ -121,17 +137,34 @@ class Retention:
         self._ratelog = RateLimitedLog(log, burst=1, period_s=600.0)
 
     def prepare(self) -> None:
-        """Once at start, before sources run: the proofs table, incremental auto-vacuum."""
-        with self.journal.locked() as db:
-            db.executescript(KEPT_SCHEMA)
-            db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
-            if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-                size = file_bytes(self.journal)
-                log.info("journal %s: switching on incremental auto-vacuum (one VACUUM of "
-                         "%.1f MB)", self.journal.path, size / 1e6)
-                db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                db.execute("VACUUM")
-        self._checkpoint()
+        """Once at start, before sources run: the proofs table, incremental auto-vacuum. On
+        a disk that cannot take it (full), logged and left for later: the agent must start."""
+        try:
+            with self.journal.locked() as db:
+                db.executescript(KEPT_SCHEMA)
+                if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                    size = file_bytes(self.journal)
+                    log.info("journal %s: switching on incremental auto-vacuum (one VACUUM of "
+                             "%.1f MB)", self.journal.path, size / 1e6)
+                    db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                    db.execute("VACUUM")
+            self._checkpoint()
+        except sqlite3.Error as exc:
+            if not unwritable(exc):
+                raise
+            self._ratelog.warning("sqlite", "journal %s: %s; retention starts once the disk "
+                                  "takes writes again", self.journal.path, exc)
+
+    def size(self) -> int:
+        """What counts against the bound: the database and its WAL, the WAL at least at the
+        size it may grow to (`wal_reserve`)."""
+        wal = 0
+        with contextlib.suppress(FileNotFoundError):
+            wal = self.journal.path.with_name(self.journal.path.name + "-wal").stat().st_size
+        db = 0
+        with contextlib.suppress(FileNotFoundError):
+            db = self.journal.path.stat().st_size
+        return db + max(wal, self.wal_reserve)
 
     # -- what may go --------------------------------------------------------------------------
 
@@ -160,7 +193,7 @@ class Retention:
     def run_once(self) -> PruneReport:
         """Prune while over the limit and allowed to; blocking (run it in a worker thread)."""
         self.runs += 1
-        before = size = file_bytes(self.journal)
+        before = size = self.size()
         deleted = 0
         if size > self.max_bytes:
             target = int(self.max_bytes * self.low_water)
@@ -171,7 +204,7 @@ class Retention:
                     break
                 deleted += n
                 self._vacuum()
-                size = file_bytes(self.journal)
+                size = self.size()
         self.deleted_total += deleted
         self.over_limit = size > self.max_bytes
         through = self.pruned_through()
@@ -294,7 +327,7 @@ class Retention:
                 await asyncio.to_thread(self.run_once)
             except RetentionError as exc:
                 self._ratelog.log(logging.ERROR, "damaged", "retention: %s", exc)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, JournalUnwritable) as exc:
                 self._ratelog.warning("sqlite", "retention: %s; trying again later", exc)
             await asyncio.sleep(interval_s)
 

@@ -356,6 +356,7 @@ class Fleet:
             "mqtt": None if self.mqtt is None else {
                 "host": self.opt.mqtt_host, "port": self.opt.mqtt_port,
                 "connections": self.mqtt.count, "acked": self.mqtt.acked,
+                "reconnects": self.mqtt.reconnects,
                 "failed": self.mqtt.failed, "errors": self.mqtt.errors,
                 "topic_prefix": f"sealtrail/v1/{self.gateway_id}/sensors/"},
             "wall_s": round(wall_s, 3),

@@ -201,3 +201,34 @@ def test_a_gateway_reads_only_its_own_plans_and_no_other_gateways_traffic(
     assert run(scenario()) == [("sealtrail/v1/gw-b/plans", b"plan gw-b"),
                                ("sealtrail/v1/gw-b/plans", b"plan gw-b"),
                                ("sealtrail/v1/gw-b/plans", b"plan 2")]
+
+
+def test_only_customs_writes_acks_and_a_gateway_reads_only_its_own(broker: SecureBroker) -> None:
+    """Acknowledgements decide what a gateway stops re-sending: a gateway must not be able to
+    acknowledge its own alerts, nor learn or forge another gateway's."""
+    async def scenario() -> tuple[dict[str, int], list[tuple[str, bytes]]]:
+        codes = {}
+        async with client(broker, "gw-a", protocol=ProtocolVersion.V5) as gw_a:
+            acks = PubackCodes(gw_a)
+            for topic in ("sealtrail/v1/gw-a/acks", "sealtrail/v1/gw-b/acks"):
+                codes[f"gw-a -> {topic}"] = await acks.publish(topic, b"forged", retain=True)
+        async with client(broker, "customs", protocol=ProtocolVersion.V5) as customs:
+            acks = PubackCodes(customs)
+            for gw in ("gw-a", "gw-b"):
+                topic = f"sealtrail/v1/{gw}/acks"
+                codes[f"customs -> {topic}"] = await acks.publish(topic, f"ack {gw}".encode(),
+                                                                  retain=True)
+        got = []
+        async with client(broker, "gw-b") as gw_b:
+            # retained messages come with each SUBACK, in order: gw-a's would come first
+            await gw_b.subscribe("sealtrail/v1/gw-a/acks", qos=1)
+            await gw_b.subscribe("sealtrail/v1/gw-b/acks", qos=1)
+            got.append(await first_message(gw_b))
+        return codes, got
+
+    codes, got = run(scenario())
+    assert codes["gw-a -> sealtrail/v1/gw-a/acks"] == 0x87
+    assert codes["gw-a -> sealtrail/v1/gw-b/acks"] == 0x87
+    assert codes["customs -> sealtrail/v1/gw-a/acks"] < 0x80
+    assert codes["customs -> sealtrail/v1/gw-b/acks"] < 0x80
+    assert got == [("sealtrail/v1/gw-b/acks", b"ack gw-b")]

@@ -14,6 +14,7 @@ from eth_account import Account
 
 from edge_agent import agent_cli, config
 from edge_agent.config import ConfigError, load_config, parse_config
+from edge_agent.config_checks import ack_keys_file
 from edge_agent.journal import Journal
 from edge_agent.tomlschema import dump
 from geofences import sign_envelope
@@ -190,6 +191,7 @@ def test_keys_and_secrets_must_be_private_and_well_formed(tmp_path) -> None:
     (tmp_path / "evm.key").chmod(0o600)
     (tmp_path / "pw").write_text("secret\n")
     (tmp_path / "pw").chmod(0o640)
+    (tmp_path / "customs-keys.txt").write_text(public_hex(Ed25519PrivateKey.generate()) + "\n")
     path = _site(tmp_path, """
 [[sources.serial_seal]]
 port = "/dev/ttyUSB9"
@@ -204,6 +206,7 @@ evm_key = "evm.key"
 host = "broker"
 password_file = "pw"
 plans = false
+ack_keys_file = "customs-keys.txt"
 """, key_mode=0o644)
     found = _file_problems(path)
     assert "too open" in found["gateway.key"] and "chmod 600" in found["gateway.key"]
@@ -222,6 +225,26 @@ plans = false
     (tmp_path / "pw").chmod(0o600)
     cfg = load_config(path)
     assert any("customs.tls" not in w for w in cfg.warnings)
+
+
+def test_customs_needs_the_keys_that_sign_its_delivery_acks(tmp_path) -> None:
+    """Alerts are delivered when customs acknowledges them: without customs' keys the gateway
+    could not check an ack, so [customs] needs them (by default the plans' keys), or an
+    explicit acks = false, which is warned about."""
+    customs = MINIMAL + '[customs]\nhost = "broker"\ntls = false\nplans = false\n'
+    assert "required to check customs' delivery" in problems(customs)["customs.ack_keys_file"]
+    (tmp_path / "keys.txt").write_text(public_hex(Ed25519PrivateKey.generate()) + "\n")
+    with_rules = parse_config(customs + '[rules]\ncustoms_keys_file = "keys.txt"\n',
+                              base_dir=tmp_path, check_files=False)
+    assert ack_keys_file(with_rules) == tmp_path / "keys.txt"  # the plans' keys by default
+    (tmp_path / "bad.txt").write_text("not a key\n")
+    path = _site(tmp_path, '[customs]\nhost = "broker"\ntls = false\nplans = false\n'
+                           'ack_keys_file = "bad.txt"\nack_timeout_s = 60\nresend_max_s = 30\n')
+    assert "at least ack_timeout_s" in problems(path.read_text())["customs.resend_max_s"]
+    path.write_text(path.read_text().replace("resend_max_s = 30", "resend_max_s = 600"))
+    assert "not an Ed25519 public key" in _file_problems(path)["customs.ack_keys_file"]
+    path.write_text(path.read_text().replace('ack_keys_file = "bad.txt"', "acks = false"))
+    assert any("customs.acks is false" in w for w in load_config(path).warnings)
 
 
 def test_an_existing_journal_must_belong_to_this_gateway_and_key(tmp_path) -> None:

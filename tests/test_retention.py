@@ -151,6 +151,26 @@ def test_the_chain_continues_after_pruning_and_a_second_pass_moves_the_boundary(
     assert code == 0, out
 
 
+def test_the_bound_counts_the_wal_at_the_size_it_may_grow_to(env) -> None:
+    """The WAL grows between checkpoints up to the journal's limit: a bound that only looks at
+    the files just after a checkpoint does not hold. With the WAL's room reserved, pruning keeps
+    the database small enough that database + a full WAL stays under the bound."""
+    _fill(env)
+    env.retention(1 << 40).run_once()  # a checkpoint: the WAL file is empty now
+    db = env.path.stat().st_size
+    reserve = 512 * 1024
+    bound = db + reserve // 2  # the files fit as they are; not with a full WAL beside them
+    assert file_bytes(env.journal) <= bound
+    report = Retention(env.journal, bound, guards=lambda: ("rules",),
+                       wal_reserve=reserve).run_once()
+    assert report.records_deleted > 0 and not report.over_limit
+    assert env.path.stat().st_size + reserve <= bound
+    assert report.size_after == env.path.stat().st_size + reserve
+    # nothing more may go (the rest is unanchored or evidence): it says so
+    tight = Retention(env.journal, reserve, guards=lambda: ("rules",), wal_reserve=reserve)
+    assert tight.run_once().over_limit and tight.over_limit
+
+
 def test_unanchored_records_and_a_lagging_consumer_hold_pruning_back(env) -> None:
     env.readings(600)
     env.journal.commit(cursors={"rules": 600})

@@ -232,24 +232,76 @@ def test_counter_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_only_a_broker_redelivery_of_an_accepted_message_is_a_duplicate(journal: Journal) -> None:
-    auth = SealAuthenticator(journal, {"S1": KEY}, alert_interval_s=0)
+    auth = SealAuthenticator(journal, {"S1": KEY}, alert_interval_s=0, recent=32)
     msgs = [decode_json("S1", json_msg("S1", ctr)) for ctr in range(1, 41)]
     for mid, msg in enumerate(msgs, start=100):
-        _commit(journal, auth.check(msg, "mqtt", packet_id=mid))
+        _commit(journal, _batch(auth, [auth.check(msg, "mqtt", packet_id=mid)]))
     latest, latest_mid = msgs[-1], 139
     assert auth.check(latest, "mqtt", packet_id=latest_mid, redelivered=True) == []
     assert auth.counts["duplicate"] == 1
-    # the same bytes published again by someone else: a new packet id, DUP or not
+    # the same bytes published again by someone else: a new packet id, DUP or not; copies of
+    # one message raise one alert (one alert id), but each is counted as a replay
+    raised = []
     for mid, dup in ((7, False), (7, True), (latest_mid, False)):
-        out = auth.check(latest, "mqtt", packet_id=mid, redelivered=dup)
-        assert [d.body["details"]["reason"] for d in out] == ["replay"]
-    assert [d.kind for d in auth.check(latest, "serial:r")] == ["alert"]
+        raised += auth.check(latest, "mqtt", packet_id=mid, redelivered=dup)
+    assert [d.body["details"]["reason"] for d in raised] == ["replay"]
+    assert auth.check(latest, "serial:r") == []  # on a serial line: a replay too
+    assert auth.counts["replay"] == 4 and auth.counts["duplicate"] == 1
     # a DUP copy of a message older than the recent window cannot be a pending redelivery
     assert [d.kind for d in auth.check(msgs[0], "mqtt", packet_id=100, redelivered=True)] == \
         ["alert"]
     # and the window survives a restart (the crash is what causes redeliveries)
-    fresh = SealAuthenticator(journal, {"S1": KEY}, alert_interval_s=0)
+    fresh = SealAuthenticator(journal, {"S1": KEY}, alert_interval_s=0, recent=32)
     assert fresh.check(latest, "mqtt", packet_id=latest_mid, redelivered=True) == []
+    assert [d.kind for d in fresh.check(msgs[0], "mqtt", packet_id=100, redelivered=True)] == \
+        ["alert"]
+
+
+def _batch(auth: SealAuthenticator, checked: list[list]) -> list:
+    """What the MQTT source commits for one batch: the drafts, the first carrying the row
+    that remembers the batch's deliveries."""
+    drafts = [d for out in checked for d in out]
+    ring = auth.remember()
+    if ring:
+        drafts[0] = drafts[0]._replace(state={**(drafts[0].state or {}), **ring})
+    return drafts
+
+
+def test_the_recent_deliveries_are_one_ring_across_seals_and_cost_little_per_reading(
+        journal: Journal) -> None:
+    """What can come back is the broker's send window, whatever the seals: the ring holds the
+    last `recent` deliveries of all seals. A reading writes its seal's small counter row; a
+    batch adds one row of 16 hex digits per delivery; nothing grows with a seal's history."""
+    keys = {f"S{i}": KEY for i in range(4)}
+    auth = SealAuthenticator(journal, keys, alert_interval_s=0, recent=8)
+    msgs = [decode_json(f"S{n % 4}", json_msg(f"S{n % 4}", n // 4 + 1)) for n in range(20)]
+    for first in range(0, 20, 3):  # batches of three, as the source hands them over
+        checked = [auth.check(m, "mqtt", packet_id=mid)
+                   for mid, m in enumerate(msgs[first:first + 3], start=first + 1)]
+        assert all(d.state == {f"seal/{d.src}": f'{{"ctr":{d.body["ctr"]}}}'}
+                   for out in checked for d in out)
+        drafts = _batch(auth, checked)
+        (row,) = set(drafts[0].state or {}) - {f"seal/{drafts[0].src}"}
+        assert len((drafts[0].state or {})[row].partition(":")[2]) == 16 * len(drafts)
+        _commit(journal, drafts)
+    fresh = SealAuthenticator(journal, keys, alert_interval_s=0, recent=8)
+    for mid, msg in enumerate(msgs, start=1):  # the broker re-sends all it thinks unacked
+        out = fresh.check(msg, "mqtt", packet_id=mid, redelivered=True)
+        assert (out == []) == (mid > 12), mid  # the last 8 are known; older ones are not
+    assert fresh.counts["duplicate"] == 8
+
+
+def test_copies_of_one_forged_message_raise_one_alert_even_with_no_interval(
+        journal: Journal) -> None:
+    auth = SealAuthenticator(journal, {"S1": KEY}, alert_interval_s=0)
+    forged = decode_sentence(pstsl("S1", 9, key=OTHER_KEY))
+    group = auth.check(forged, "serial:r") + auth.check(forged, "serial:r")
+    other = auth.check(decode_sentence(pstsl("S1", 10, key=OTHER_KEY)), "serial:r")
+    assert [d.kind for d in group] == ["alert"] and [d.kind for d in other] == ["alert"]
+    # and should two copies reach the journal in one group anyway, the group still commits
+    stored = journal.append(group + group + other)
+    assert [s.kind for s in stored] == ["alert", "alert"]
+    assert journal.duplicate_alerts == 1
 
 
 def test_failure_alerts_are_rate_limited_and_not_repeated_after_restart(journal: Journal) -> None:

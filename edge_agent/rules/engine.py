@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from edge_agent.journal import Draft, Journal, Stored
+from edge_agent.journal import Draft, Journal, JournalUnwritable, Stored
 from edge_agent.rules import plans
 from edge_agent.rules.alerts import Alert
 from edge_agent.rules.assets import ENGINE_KEY, Assets
@@ -156,12 +156,13 @@ class RulesEngine:
                 log.exception("rules: record seq %d (%s from %s) not evaluated", stored.seq,
                               stored.kind, stored.src)
         drafts = unique(self.journal, drafts, log.warning)
-        self.raised.update(d.body["type"] for d in drafts)
         self.position = records[-1].seq
         self._unsaved += len(records)
         if (drafts or self._unsaved >= self.checkpoint_records
                 or self._monotonic() - self._saved_at >= self.checkpoint_s):
-            return self._save(drafts)
+            stored = self._save(drafts)
+            self.raised.update(d.body["type"] for d in drafts)
+            return stored
         return []
 
     def checkpoint(self) -> None:
@@ -193,16 +194,19 @@ class RulesEngine:
 
     async def run(self, tail: JournalTail) -> None:
         self._tail, self._loop = tail, asyncio.get_running_loop()
+        delay = 0.5
         try:
             while True:
-                if not await tail.wait_beyond(self.position, self.checkpoint_s):
-                    self.checkpoint()  # quiet: save what was evaluated instead of waiting
+                try:
+                    alerts = await self._step(tail)
+                except JournalUnwritable as exc:  # a full disk: what was not saved is redone
+                    self._reload()
+                    log.warning("rules: %s; evaluating again from seq %d once it can be "
+                                "written (retry in %.1fs)", exc, self.position, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
                     continue
-                records = self.journal.read_after(self.position, self.read_chunk)
-                if not records:
-                    await asyncio.sleep(0.05)
-                    continue
-                alerts = self.evaluate(records)
+                delay = 0.5
                 if alerts:
                     for alert in alerts:
                         body = alert.record()["body"]
@@ -214,6 +218,30 @@ class RulesEngine:
                 self.checkpoint()
             except Exception:  # stopping anyway; the records are re-evaluated on restart
                 log.exception("rules: could not save state at stop")
+
+    async def _step(self, tail: JournalTail) -> list[Stored]:
+        """Evaluate what the head has beyond the position (or checkpoint when quiet)."""
+        if not await tail.wait_beyond(self.position, self.checkpoint_s):
+            self.checkpoint()  # quiet: save what was evaluated instead of waiting
+            return []
+        records = self.journal.read_after(self.position, self.read_chunk)
+        if not records:
+            await asyncio.sleep(0.05)
+            return []
+        return self.evaluate(records)
+
+    def _reload(self) -> None:
+        """Forget everything not committed and start again from the journal's state and
+        cursor, as a restart would (after a write that failed mid-way)."""
+        self.position = self.journal.cursor(CURSOR)
+        self._unsaved = 0
+        self._saved_at = self._monotonic()
+        self._assets = Assets(self.journal)
+        self._next_due = -_NEVER
+        self._clock = self._resumed = self._fences_seq = 0
+        self._plan = self._trip = self._fences = self._last_fix = None
+        self._announced = {}
+        self._load()
 
     def stats(self) -> dict[str, int]:
         """Alerts raised by type (this process), fixes ignored, records that failed."""

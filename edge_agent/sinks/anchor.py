@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
-from edge_agent.journal import Batch, Journal
+from edge_agent.journal import Batch, Journal, JournalUnwritable
 from edge_agent.tail import JournalTail
 from ledger_client import tx
 from ledger_client.chain import AnchorEvent, AnchorRegistry, ChainError, ContractRevert
 from ledger_client.errors import NonceConsumed, Underpriced
-from ledger_client.merkle import MerkleTree
+from ledger_client.merkle import MerkleTree, leaf_hash
 
 log = logging.getLogger(__name__)
 CURSOR = "anchor"
@@ -131,8 +131,12 @@ class AnchorSink:
                    for a in self.journal.alerts_after(cursor))
 
     def _close(self, first: int, size: int, reason: str) -> Batch:
-        signed = [s.signed for s in self.journal.range(first, first + size - 1)]
-        root = MerkleTree.from_leaves(signed).root
+        # leaf hashes a chunk at a time: a 4096-record batch is 2 MB of records, 130 kB of hashes
+        hashes: list[bytes] = []
+        for start in range(first, first + size, 512):
+            end = min(first + size - 1, start + 511)
+            hashes += [leaf_hash(s.signed) for s in self.journal.range(start, end)]
+        root = MerkleTree(hashes).root
         batch = self.journal.add_batch(first, size, root, closed_ms=int(time.time() * 1000),
                                        reason=reason, cursor=CURSOR)
         log.info("batch %d closed (%s): seq %d..%d root %s", batch.batch_seq, reason, first,
@@ -283,11 +287,19 @@ class AnchorSink:
             raise AnchorConflict(f"batch {batch.batch_seq}: anchored root {event.root.hex()} is "
                                  f"not the journal's {batch.root.hex()}")
         self._sent_at.pop(batch.batch_seq, None)
+        # already deep enough (0 confirmations, or found late): one journal write, not two
+        depth = (self.registry.w3.eth.block_number - event.block_number
+                 if self.policy.confirmations else 0)
+        status = "anchored" if depth >= self.policy.confirmations else "mined"
         self.journal.update_batch(
-            batch.batch_seq, status="mined", tx_hash=event.tx_hash,
+            batch.batch_seq, status=status, tx_hash=event.tx_hash,
             chain_id=self.registry.chain_id, contract=self.registry.address,
             block_number=event.block_number, block_hash=event.block_hash,
             log_index=event.log_index)
+        if status == "anchored":
+            log.info("batch %d anchored in block %d (%d confirmations)", batch.batch_seq,
+                     event.block_number, depth)
+            return status
         return self._confirm(self._reload(batch))
 
     def _follow_mined(self, batch: Batch) -> str:
@@ -344,7 +356,14 @@ class AnchorSink:
         delay = self.policy.backoff_s[0]
         next_poll = 0.0  # at start, look at whatever a previous run left unanchored
         while True:
-            closed = self.close_due_batches(tail.head)
+            try:
+                closed = self.close_due_batches(tail.head)
+            except JournalUnwritable as exc:  # a full disk: ingest waits too; try later
+                self.errors += 1
+                log.warning("anchoring: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.policy.backoff_s[1])
+                continue
             if closed or time.monotonic() >= next_poll:
                 try:
                     idle = await self.submit_pending()

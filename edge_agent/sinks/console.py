@@ -6,11 +6,12 @@ alert is out, so what it shows survives restarts at-least-once and never blocks 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_agent.journal import Journal
+from edge_agent.journal import Journal, JournalUnwritable
 from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.tail import JournalTail
 
@@ -84,5 +85,6 @@ class ConsoleSink:
             for alert in alerts:
                 self.write(format_alert(alert.record()))
             if alerts:  # the stored cursor only needs to move past what was shown
-                self.journal.commit(cursors={self.name: alerts[-1].seq})
+                with contextlib.suppress(JournalUnwritable):  # a full disk: shown again later
+                    self.journal.commit(cursors={self.name: alerts[-1].seq})
             self.position = reached

@@ -20,6 +20,7 @@ dependency is needed. TLS verification is always on (see ``tls.client_context``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import urllib.error
@@ -29,7 +30,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge_agent.journal import Journal, Stored
+from edge_agent.journal import Journal, JournalUnwritable, Stored
 from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.sinks.pacing import Backoff
 from edge_agent.sinks.tls import client_context
@@ -127,5 +128,6 @@ class WebhookSink:
         async for alerts, reached in alert_chunks(self.journal, tail, self.position, chunk=100):
             for alert in alerts:
                 await self._deliver(alert)
-                self.journal.commit(cursors={self.name: alert.seq})
+                with contextlib.suppress(JournalUnwritable):  # a full disk: posted again later
+                    self.journal.commit(cursors={self.name: alert.seq})
             self.position = reached

@@ -8,17 +8,35 @@ past a reading that was lost.
 
 A forged or replayed message is never stored as a reading. It is counted and raised as a
 sensorAuthFailure alert, at a bounded rate per seal so that an attacker flooding forgeries
-fills neither the journal nor customs' screen. A message from a seal we hold no key for is
-reported as a status record, never trusted.
+fills neither the journal nor customs' screen (with ``alert_interval_s = 0``, every distinct
+message; copies of one message raise one alert, whenever they come). A message from a seal we
+hold no key for is reported as a status record, never trusted.
 
 MQTT brings one benign repeat: a QoS 1 message the broker sends again because our
 acknowledgement never reached it (we ack only after commit, so a crash or a dropped link in
-between causes it). The broker marks such a copy DUP and, by MQTT 3.1.1 section 4.4, re-sends
-it with its original packet id. So a duplicate is a DUP copy whose content *and* packet id are
-those of a message we accepted; a third party republishing an old message gets a packet id of
-its own, even when a crash makes the broker redeliver that copy too. The recent accepted
-messages per seal are kept in the journal with the counter, so this holds across a crash.
-On a serial line, where nothing is ever resent, any old counter is a replay.
+between causes it). The broker marks such a copy DUP and, by MQTT section 4.4, re-sends it with
+its original packet id. So a duplicate is a DUP copy whose content *and* packet id are those of
+a message we accepted; a third party republishing an old message gets a packet id of its own,
+even when a crash makes the broker redeliver that copy too.
+
+Which accepted messages can come back so? Only those whose acknowledgement the broker may not
+have processed. That is not bounded by the broker's send window (Mosquitto 2.0.11 sends a
+whole backlog at once after the first acknowledgements, Receive Maximum or not), so the MQTT
+source learns which acknowledgements arrived: it sends a PINGREQ after each batch of PUBACKs,
+and the broker answers packets in order, so its PINGRESP confirms them (`confirm()`). In
+memory the authenticator keeps the accepted deliveries not confirmed yet (at most ``recent``).
+
+They must also survive a crash, and what is written per reading is what an SD card pays for:
+the MQTT source asks `remember()` once per batch it received and commits the row it gets
+(``seal-recent/<slot>`` = batch number and, per accepted delivery, its packet id and the first
+6 bytes of its MAC: 16 hex digits) with that batch's first reading; the last ``RING_ROWS``
+batches are kept. After a restart the newest ``recent`` deliveries of those rows are matched,
+by MAC, with the seal readings at the end of the journal, which hold the rest (seal, counter,
+MAC), and kept until the broker has finished redelivering (its first message without DUP, or
+the first confirmation on the new connection). Besides that, a reading updates one small
+counter row per seal (``seal/<id>`` = ``{"ctr": N}``), where the per-seal list this replaces
+rewrote a kilobyte per reading. On a serial line, where nothing is resent, any old counter is a
+replay.
 """
 
 from __future__ import annotations
@@ -28,19 +46,22 @@ import json
 import stat
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_agent.journal import Draft, Journal
-from edge_agent.sources.seal_codec import SEAL_ID_RE, SealMessage
+from edge_agent.sources.seal_codec import SEAL_ID_RE, MacKey, SealMessage
 
 ALERT_NAMESPACE = uuid.UUID("6f1d3c2e-5a1b-5c7d-9e8f-5ea17a11e002")
-RECENT = 32
-"""Accepted messages remembered per seal for recognising a redelivery: more than a broker holds
-unacknowledged per client (Mosquitto's max_inflight_messages defaults to 20)."""
+RECENT = 16384
+"""At most this many accepted MQTT deliveries are remembered (unconfirmed ones, and after a
+restart the newest ones committed): see the module docstring."""
+RING = "seal-recent/"
+RING_ROWS = 256  # batches whose deliveries are kept in the state table
+RAISED_MEMORY = 4096
 
 
 class KeystoreError(Exception):
@@ -97,16 +118,76 @@ class SealAuthenticator:
     def __init__(self, journal: Journal, keys: dict[str, bytes], *,
                  alert_interval_s: float = 60.0, unknown_report_s: float = 3600.0,
                  clock: Callable[[], int] = _wall_ms,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, recent: int = RECENT):
         self.journal = journal
         self.keys = keys
         self.alert_interval_s = alert_interval_s
         self.unknown_report_s = unknown_report_s
         self.clock = clock
         self.monotonic = monotonic
+        self.recent_window = recent
         self.counts: Counter[str] = Counter()
+        self._macs: dict[str, MacKey] = {}  # keys set up for HMAC, as seals are heard
         self._seals: dict[str, _SealState] = {}
         self._unknown_reported: dict[str, float] = {}
+        self._raised: dict[str, None] = {}  # alert ids raised, oldest first (bounded)
+        self._ring: deque[tuple[str, int]] = deque()  # (seal, ctr) not confirmed, in order
+        self._old: deque[tuple[str, int]] = deque()  # from a previous connection or process
+        self._ring_saved: dict[str, dict[int, str]] = {}  # seal -> ctr -> ident, from the ring
+        self._unsaved: list[str] = []  # deliveries accepted since the last remember()
+        self._batch = self._load_ring()
+
+    def remember(self) -> dict[str, str]:
+        """The state row recording the deliveries accepted since the last call, to commit with
+        the first reading of that batch (see the module docstring); {} if there were none."""
+        if not self._unsaved:
+            return {}
+        n, self._batch = self._batch, self._batch + 1
+        row, self._unsaved = f"{n}:{''.join(self._unsaved)}", []
+        return {f"{RING}{n % RING_ROWS:05d}": row}
+
+    def confirm(self, count: int) -> None:
+        """The broker has processed the acknowledgements of the oldest `count` accepted
+        deliveries not confirmed yet: they cannot come back, forget them."""
+        for _ in range(min(count, len(self._ring))):
+            self._forget(*self._ring.popleft())
+
+    def new_connection(self) -> None:
+        """A new MQTT connection: what is unconfirmed may be redelivered on it, once."""
+        self._old.extend(self._ring)
+        self._ring.clear()
+
+    def redeliveries_over(self) -> None:
+        """The broker has redelivered what it had unacknowledged (a message without DUP, or a
+        confirmation on the new connection): deliveries older than it are not needed."""
+        while self._old:
+            self._forget(*self._old.popleft())
+
+    def _load_ring(self) -> int:
+        """The recent deliveries committed before a restart; the next batch number."""
+        rows = []
+        for value in self.journal.states(RING).values():
+            n, _, blob = value.partition(":")
+            rows.append((int(n), blob))
+        rows.sort(reverse=True)
+        wanted: dict[str, int] = {}  # MAC prefix (hex) -> packet id, newest first
+        for _n, blob in rows:
+            for i in range(len(blob) - 16, -1, -16):
+                wanted.setdefault(blob[i + 4:i + 16], int(blob[i:i + 4], 16))
+            if len(wanted) >= self.recent_window:
+                break
+        found = []
+        for stored in self.journal.last_of_kind("seal", 4 * self.recent_window) if wanted else ():
+            body = stored.body()
+            pid = wanted.pop(body["mac"][:12], None) if body.get("via") == "mqtt" else None
+            if pid is not None:
+                found.append((body["seal_id"], body["ctr"], f"{pid}:{body['mac'][:16]}"))
+                if not wanted:
+                    break
+        for seal_id, ctr, ident in reversed(found[:self.recent_window]):
+            self._old.append((seal_id, ctr))
+            self._ring_saved.setdefault(seal_id, {})[ctr] = ident
+        return rows[0][0] + 1 if rows else 0
 
     def _state(self, seal_id: str) -> _SealState:
         st = self._seals.get(seal_id)
@@ -116,9 +197,10 @@ class SealAuthenticator:
             if saved is not None:
                 doc = json.loads(saved)
                 st.ctr = int(doc["ctr"])
-                for entry in filter(None, doc.get("recent", "").split(";")):
+                for entry in filter(None, doc.get("recent", "").split(";")):  # older journals
                     ctr, _, ident = entry.partition(",")
                     st.recent[int(ctr)] = ident
+            st.recent.update(self._ring_saved.pop(seal_id, {}))
             self._seals[seal_id] = st
         return st
 
@@ -131,9 +213,12 @@ class SealAuthenticator:
 
         ``packet_id`` is the MQTT packet id (None on serial); ``redelivered`` is the broker's
         DUP flag, saying this may be a resend of something we received before."""
-        key = self.keys.get(msg.seal_id)
+        key = self._macs.get(msg.seal_id)
         if key is None:
-            return self._unknown(msg, via)
+            raw = self.keys.get(msg.seal_id)
+            if raw is None:
+                return self._unknown(msg, via)
+            key = self._macs[msg.seal_id] = MacKey(raw)
         if not hmac.compare_digest(msg.expected_mac(key), msg.mac):
             return self._failure(msg, via, "bad_mac")
         st = self._state(msg.seal_id)
@@ -143,16 +228,23 @@ class SealAuthenticator:
                 return []
             return self._failure(msg, via, "replay")
         st.ctr = msg.ctr
-        if packet_id is not None:  # only what can be redelivered needs remembering
-            st.recent[msg.ctr] = _ident(msg, packet_id)
-            if len(st.recent) > RECENT:
-                del st.recent[min(st.recent)]
         self.counts["accepted"] += 1
         # built by hand: this runs for every reading and is committed with it
-        recent = ";".join([f"{c},{i}" for c, i in st.recent.items()]) if st.recent else ""
-        saved = f'{{"ctr":{st.ctr},"recent":"{recent}"}}'
-        return [Draft(self.clock(), "seal", msg.seal_id, msg.body(via),
-                      state={state_key(msg.seal_id): saved})]
+        state = {state_key(msg.seal_id): f'{{"ctr":{st.ctr}}}'}
+        if packet_id is not None:  # only what can be redelivered needs remembering
+            st.recent[msg.ctr] = _ident(msg, packet_id)
+            self._unsaved.append(f"{packet_id:04x}{msg.mac[:6].hex()}")
+            self._ring.append((msg.seal_id, msg.ctr))
+            if len(self._ring) + len(self._old) > self.recent_window:  # bounded, whatever
+                self._forget(*(self._old or self._ring).popleft())
+        return [Draft(self.clock(), "seal", msg.seal_id, msg.body(via), state=state)]
+
+    def _forget(self, seal_id: str, ctr: int) -> None:
+        st = self._seals.get(seal_id)
+        if st is not None:
+            st.recent.pop(ctr, None)
+        else:
+            self._ring_saved.get(seal_id, {}).pop(ctr, None)
 
     def _unknown(self, msg: SealMessage, via: str) -> list[Draft]:
         self.counts["unknown_seal"] += 1
@@ -174,8 +266,12 @@ class SealAuthenticator:
             st.suppressed += 1
             return []
         alert = _auth_alert(self.journal.gateway_id, msg, via, reason, st, self.clock())
-        if self.journal.alert_seq(alert.body["alert_id"]) is not None:
-            return []  # the same message raised it before a restart: once is enough
+        alert_id = alert.body["alert_id"]
+        if alert_id in self._raised or self.journal.alert_seq(alert_id) is not None:
+            return []  # the same message raised it already (perhaps not committed yet)
+        self._raised[alert_id] = None
+        if len(self._raised) > RAISED_MEMORY:
+            del self._raised[next(iter(self._raised))]
         st.last_alert, st.suppressed = now, 0
         return [alert]
 
