@@ -312,7 +312,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from anvil_node import deploy_and_register, running, write_key
-    from edge_agent.keys import create_key, public_hex
     from helpers.customs_standin import CustomsStandIn
     from helpers.mosquitto import (
         free_port,
@@ -322,6 +321,7 @@ def main() -> None:
     )
 
     from firmware_sim.keystore import derive_key
+    from ledger_client.keys import create_key, public_hex
 
     work = Path(tempfile.mkdtemp(prefix="sealtrail-soak-"))
     key = create_key(work / "gateway.key")

@@ -19,7 +19,6 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from edge_agent.keys import create_key
 from helpers.agent_process import AgentProcess, journal_records
 from helpers.mosquitto import free_port, running_mosquitto
 
@@ -30,6 +29,7 @@ from edge_agent.sources.serial_seal import SerialSealSource
 from firmware_sim.keystore import derive_key
 from firmware_sim.pty import PtyPair
 from firmware_sim.seal import Seal, SealMessage, compute_mac
+from ledger_client.keys import create_key
 
 pytestmark = pytest.mark.integration
 GW = "gw-faults"
