@@ -32,6 +32,7 @@ from typing import Protocol
 
 from edge_agent.journal import Draft, Journal, JournalUnwritable, Stored
 from edge_agent.tail import JournalTail
+from edge_agent.ticks import aligned
 from ledger_client.records import RecordError
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,9 @@ class Agent:
                     self._alerts_queued -= 1
                     self._flush.set()
             if self.commit_interval_s and not self._flush.is_set():  # gather a group
+                loop = asyncio.get_running_loop()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.commit_interval_s):
+                    async with asyncio.timeout(aligned(self.commit_interval_s, loop.time())):
                         await self._flush.wait()
             self._flush.clear()
             group = self._pending

@@ -120,7 +120,7 @@ class SerialGpsConfig:
     sensor_id: str = field(default="gps0", metadata=_SENSOR)
     baud: int = field(default=9600, metadata=check(one_of(*BAUDS)))
     silence_s: float | None = field(default=10.0, metadata=check(at_least(0.1)))
-    read_interval_ms: int = field(default=250, metadata=check(between(0, 1000)))
+    read_interval_ms: int = field(default=200, metadata=check(between(0, 1000)))
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
 

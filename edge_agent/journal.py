@@ -300,10 +300,12 @@ class Journal:
                             "JOIN records r ON r.seq = a.seq WHERE a.seq > ? ORDER BY a.seq "
                             "LIMIT ?", (seq, limit))
 
-    def last_of_kind(self, kind: str, limit: int) -> list[Stored]:
-        """The newest `limit` records of one kind, newest first (read back from the head)."""
+    def last_of_kind(self, kind: str, limit: int, before: int | None = None) -> list[Stored]:
+        """The newest `limit` records of one kind (below seq `before`), newest first: read
+        back from the head."""
         return self._stored("SELECT seq, t_ms, kind, src, hash, signed FROM records "
-                            "WHERE kind = ? ORDER BY seq DESC LIMIT ?", (kind, limit))
+                            "WHERE kind = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                            (kind, (1 << 62) if before is None else before, limit))
 
     def range(self, first: int, last: int) -> list[Stored]:
         return self._stored("SELECT seq, t_ms, kind, src, hash, signed FROM records "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.agent import Agent
@@ -135,3 +136,14 @@ def test_an_alert_committed_before_its_announcement_is_fed_once(tmp_path) -> Non
         return fed
 
     assert asyncio.run(scenario()) == [([6], 6), ([], 7)]
+
+
+def test_timed_waits_share_one_grid() -> None:
+    """Waits of 100 ms, 200 ms and 2 s end on common multiples, so they share wake-ups."""
+    from edge_agent.ticks import aligned
+
+    now = 1234.567
+    ends = [round(now + aligned(period, now), 6) for period in (0.1, 0.2, 2.0)]
+    assert ends == [1234.6, 1234.6, 1236.0]  # the 100 ms and 200 ms waits wake together
+    assert aligned(0.1, 1234.6) == pytest.approx(0.1)  # on a boundary: a whole period
+    assert all(0 < aligned(p, now) <= p for p in (0.05, 0.1, 0.25, 1.0, 2.0))

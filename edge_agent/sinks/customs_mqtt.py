@@ -61,6 +61,7 @@ from edge_agent.sinks.customs_lanes import (
 from edge_agent.sinks.mqtt_acks import AckedPublisher, PublishRefused
 from edge_agent.sinks.pacing import Backoff, Progress, TokenBucket
 from edge_agent.tail import JournalTail
+from edge_agent.ticks import sleep_aligned
 from sealtrail.mqtt import MqttSettings
 from sealtrail.ratelog import RateLimitedLog
 
@@ -208,7 +209,7 @@ class CustomsMqttSink(Lanes):
         status_at = time.monotonic() + self.policy.status_s
         shown = (self.alerts_pending(), self.problems())
         while True:
-            await asyncio.sleep(self.policy.housekeeping_s)
+            await sleep_aligned(self.policy.housekeeping_s)
             now = time.monotonic()
             if now - self._flushed_at >= self.policy.cursor_flush_s:
                 self.flush_cursors()

@@ -38,13 +38,14 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+from edge_agent.ticks import aligned
 from sealtrail.mqtt import MqttSettings
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 PINGREQ_BYTES = b"\xc0\x00"
 DISCONNECT_BYTES = b"\xe0\x00"
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 64 * 1024
 MAX_PACKET = 64 * 1024
 
 
@@ -239,7 +240,7 @@ class MqttSubscriber:
         if self.batch_s > 0 and now - last < 2 * self.batch_s and self._writer is not None:
             transport = self._writer.transport  # busy: see the module docstring
             transport.pause_reading()
-            loop.call_later(self.batch_s, _resume, transport)
+            loop.call_later(aligned(self.batch_s, now), _resume, transport)
         return out
 
     def ack(self, packet_ids: list[int], marker: int = 0) -> bool:

@@ -176,14 +176,18 @@ class SealAuthenticator:
                 wanted.setdefault(blob[i + 4:i + 16], int(blob[i:i + 4], 16))
             if len(wanted) >= self.recent_window:
                 break
-        found = []
-        for stored in self.journal.last_of_kind("seal", 4 * self.recent_window) if wanted else ():
-            body = stored.body()
-            pid = wanted.pop(body["mac"][:12], None) if body.get("via") == "mqtt" else None
-            if pid is not None:
-                found.append((body["seal_id"], body["ctr"], f"{pid}:{body['mac'][:16]}"))
-                if not wanted:
-                    break
+        found: list[tuple[str, int, str]] = []
+        before, left = None, 4 * self.recent_window  # read back from the head, 2048 at a time
+        while wanted and left > 0:
+            chunk = self.journal.last_of_kind("seal", min(2048, left), before)
+            for stored in chunk:
+                body = stored.body()
+                pid = wanted.pop(body["mac"][:12], None) if body.get("via") == "mqtt" else None
+                if pid is not None:
+                    found.append((body["seal_id"], body["ctr"], f"{pid}:{body['mac'][:16]}"))
+            if not chunk:
+                break
+            before, left = chunk[-1].seq, left - len(chunk)
         for seal_id, ctr, ident in reversed(found[:self.recent_window]):
             self._old.append((seal_id, ctr))
             self._ring_saved.setdefault(seal_id, {})[ctr] = ident

@@ -14,7 +14,8 @@ decoder that never raises, so nothing a device sends can raise out of this sourc
 ``read_interval_s`` (0: read as bytes arrive) lets bytes gather in the kernel's tty buffer
 between reads: every wake-up of the event loop costs CPU (on a VM measured ~250 µs, more than
 decoding an epoch), and a GPS at 10 Hz need not wake the agent ten times a second; its fixes
-carry their own time. An e-seal reader keeps 0: a forged message is an alert.
+carry their own time. The wait ends on edge_agent/ticks.py's grid, with the other timed ones.
+An e-seal reader keeps 0: a forged message is an alert.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import serial
 from edge_agent.agent import Emit, Item
 from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
+from edge_agent.ticks import sleep_aligned
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,7 @@ class SerialLineSource:
                 self.counts["garbled"] += 1
                 await emit(self._status("sensorGarbled", since_ms=garbled_since))
             if self.read_interval_s > 0 and len(data) < 2048:  # a trickle, not a backlog:
-                await asyncio.sleep(self.read_interval_s)  # let more gather before reading
+                await sleep_aligned(self.read_interval_s)  # let more gather before reading
 
     def _status(self, event: str, **details: object) -> Draft:
         return Draft(self.clock(), "status", self.sensor_id, {"event": event, **details})
