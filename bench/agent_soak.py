@@ -6,10 +6,10 @@ The real ``sealtrail agent run -c gateway.toml`` process, with everything a port
 200 e-seals on MQTT at one message a second each and a GNSS receiver at 10 Hz on a pty (both
 from firmware_sim's fleet runner, in its own process), the rules, the customs uplink (alerts,
 readings, anchor receipts, status) over TLS to Mosquitto running deploy/mosquitto/mosquitto.conf,
-and Merkle anchoring on anvil. A customs stand-in (tests/helpers/customs_standin.py: stores
-alerts in SQLite, publishes signed acks) receives the alerts; every second the bench
+and Merkle anchoring on anvil. The real customs receiver (tests/helpers/customs_receiver.py:
+verifies, stores in SQLite, publishes signed acks) receives the uplink; every second the bench
 publishes a forged e-seal message, which the agent raises as a critical sensorAuthFailure, and
-times it from publish to the stand-in (alert latency, p50/p99). The probes run after the
+times it from publish to customs' commit (alert latency, p50/p99). The probes run after the
 measured window, under the same load: a critical alert closes an anchor batch at once, so an
 alert every second would make the window measure an attack, not a port's day.
 
@@ -312,7 +312,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from anvil_node import deploy_and_register, running, write_key
-    from helpers.customs_standin import CustomsStandIn
+    from helpers.customs_receiver import CustomsReceiver
     from helpers.mosquitto import (
         free_port,
         make_test_ca,
@@ -344,10 +344,11 @@ def main() -> None:
         write_key(work / "evm.key", submitter)
         (work / "customs.password").write_text(customs.passwords[GW])
         (work / "customs.password").chmod(0o600)
-        standin = CustomsStandIn(customs.host, customs.port, db_path=work / "customs.db",
-                                 service_key=customs_key, username="customs",
-                                 password=customs.passwords["customs"], tls=customs.tls())
-        standin.start()
+        receiver = CustomsReceiver(customs.host, customs.port, store=work / "customs.db",
+                                   service_key=customs_key, gateways={GW: public_hex(key)},
+                                   username="customs", password=customs.passwords["customs"],
+                                   tls=customs.tls())
+        receiver.start()
         fleet = subprocess.Popen(
             [sys.executable, "-m", "firmware_sim.cli", "sim", "fleet", "--scenario",
              str(work / "soak.toml"), "--realtime", "--wait-readers", "--mqtt-host",
@@ -395,7 +396,7 @@ def main() -> None:
             prober.close()
             sent = dict(prober.sent)
             with contextlib.suppress(TimeoutError):  # what did not arrive is reported
-                standin.wait(lambda s: len(s.arrivals) >= len(sent), timeout=30)
+                receiver.wait(lambda r: len(r.arrivals) >= len(sent), timeout=30)
             lag = metrics(mport)
         finally:
             if prober is not None and not prober.stop.is_set():
@@ -404,8 +405,8 @@ def main() -> None:
             fleet.send_signal(signal.SIGTERM)
             fleet.wait(60)
         arrivals, raised_ms = {}, {}
-        for _gw, _seq, at, signed in standin.arrivals:
-            record = json.loads(signed)
+        for gw, seq, at in receiver.arrivals:
+            record = json.loads(receiver.signed_at(gw, seq) or b"{}")
             body = record["body"]
             if body["type"] == "sensorAuthFailure" and body["asset"].get("seal") == PROBE:
                 ctr = int(body["details"]["message"].split(",")[1])
@@ -414,8 +415,8 @@ def main() -> None:
         latencies = [(arrivals[c] - t) * 1000 for c, t in sent.items() if c in arrivals]
         to_raise = [raised_ms[c] - prober.sent_ms[c] for c in sent if c in raised_ms]
         drain = backlog(work, config, sensors, mport, args.backlog) if args.backlog else None
-        standin.stop()
-        standin.close()
+        receiver.stop()
+        receiver.close()
 
     n = readings(m1) - readings(m0)
     cpu = p1["cpu_s"] - p0["cpu_s"]

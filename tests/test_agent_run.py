@@ -4,8 +4,8 @@ A simulated GPS on a pseudo-terminal, e-seals over a real Mosquitto, a real anvi
 customs sink on the same broker, a 1 MB journal bound: the test waits on the agent's own
 signals (sd_notify READY, MQTT alerts, /metrics figures), then SIGTERM, then audits the pruned
 journal and has customs verify an alert from it against the chain. Customs acknowledges what
-it stores (tests/helpers/customs_standin.py, until the real receiver publishes acks), so the
-agent's "nothing pending" is customs' word, not the broker's.
+it stores (the real receiver, run by tests/helpers/customs_receiver.py), so the agent's
+"nothing pending" is customs' word, not the broker's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import paho.mqtt.client as paho
 import pytest
 from anvil_node import deploy_and_register, running, wait_for, write_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers.customs_standin import CustomsStandIn
+from helpers.customs_receiver import CustomsReceiver
 from helpers.mosquitto import free_port, running_mosquitto
 
 from firmware_sim.seal import Seal, forge
@@ -195,8 +195,8 @@ def test_the_agent_runs_from_gateway_toml_bounds_its_journal_and_stops_on_sigter
         config = _config(tmp_path, anvil=anvil, contract=registry.address, broker=broker,
                          metrics_port=port, gps=tmp_path / "gps0")
         alerts = Alerts(broker.host, broker.port)
-        standin = CustomsStandIn(broker.host, broker.port, db_path=tmp_path / "customs.db",
-                                 service_key=customs_key).start()
+        customs = CustomsReceiver(broker.host, broker.port, store=tmp_path / "customs.db",
+                                  service_key=customs_key, gateways={GW: public_hex(key)}).start()
         log = (tmp_path / "agent.log").open("wb")
         agent = sealtrail("agent", "run", "-c", str(config), stdout=subprocess.PIPE, stderr=log,
                           env={**os.environ, "NOTIFY_SOCKET": str(notify_dir / "n")})
@@ -233,7 +233,7 @@ def test_the_agent_runs_from_gateway_toml_bounds_its_journal_and_stops_on_sigter
             code = agent.wait(60)
             log.close()
             alerts.close()
-            standin.stop()
+            customs.stop()
             if sim.poll() is None:
                 sim.kill()
         output = (tmp_path / "agent.log").read_text()
@@ -261,7 +261,7 @@ def test_the_agent_runs_from_gateway_toml_bounds_its_journal_and_stops_on_sigter
             assert f'sealtrail_consumer_lag_records{{consumer="{consumer}"}}' in found
         assert found['sealtrail_alerts_pending{sink="customs"}'] == 0
         assert found["sealtrail_alerts_unacked"] == 0  # customs said it stored them all
-        assert set(standin.stored(GW)) >= {b["prev_alert"] for b in alerts.bodies} - {0}
+        assert set(customs.stored(GW)) >= {b["prev_alert"] for b in alerts.bodies} - {0}
         assert found["sealtrail_journal_writable"] == 1
         assert found["sealtrail_ledger_connected"] == 1
         assert found["sealtrail_journal_over_limit"] == 0

@@ -1,8 +1,8 @@
 """Delivered means stored at customs: alerts stay pending at the gateway until customs' signed
 acknowledgement says so, through the deployed broker (TLS, passwords, ACL).
 
-Customs here is tests/helpers/customs_standin.py (a real subscriber storing alerts in SQLite
-and publishing real make_ack messages) until the customs receiver publishes acks itself.
+Customs here is the real receiver (customs.watch.Watcher, verifying and storing in SQLite, then
+publishing its signed acknowledgement), run in a thread by tests/helpers/customs_receiver.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers.customs_standin import CustomsStandIn
+from helpers.customs_receiver import CustomsReceiver
 from helpers.mosquitto import SecureBroker, make_test_ca, running_secure_mosquitto
 
 from edge_agent.journal import Draft, Journal
@@ -28,6 +28,7 @@ from edge_agent.sinks.customs_acks import AckPolicy, AckTracker
 from edge_agent.sinks.customs_mqtt import CustomsMqttSink, DeliveryPolicy
 from edge_agent.tail import JournalTail
 from ledger_client.acks import make_ack
+from ledger_client.keys import public_hex
 from sealtrail.mqtt import MqttSettings
 
 pytestmark = pytest.mark.integration
@@ -68,10 +69,11 @@ def settings(broker: SecureBroker, user: str, **kw: Any) -> MqttSettings:
                         backoff_s=(0.05, 0.3), **kw)
 
 
-def standin(broker: SecureBroker, path: Path, key: Ed25519PrivateKey) -> CustomsStandIn:
-    return CustomsStandIn(broker.host, broker.port, db_path=path, service_key=key,
-                          username="customs", password=broker.passwords["customs"],
-                          tls=broker.tls())
+def receiver(broker: SecureBroker, path: Path, key: Ed25519PrivateKey,
+             gateway: Ed25519PrivateKey) -> CustomsReceiver:
+    return CustomsReceiver(broker.host, broker.port, store=path, service_key=key,
+                           gateways={GW: public_hex(gateway)}, username="customs",
+                           password=broker.passwords["customs"], tls=broker.tls())
 
 
 def alerts_of(journal: Journal) -> dict[int, bytes]:
@@ -94,10 +96,10 @@ def test_alerts_a_crashed_broker_lost_while_customs_was_away_reach_customs_when_
     saving them. The gateway, which holds them pending until customs acknowledges, sends them
     again once customs is back: every alert arrives, and the prev_alert chain lets customs
     acknowledge each one."""
-    journal = Journal(tmp_path / "journal.db", gateway_id=GW, key=Ed25519PrivateKey.generate())
-    customs_key = Ed25519PrivateKey.generate()
+    gw_key, customs_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    journal = Journal(tmp_path / "journal.db", gateway_id=GW, key=gw_key)
     with running_secure_mosquitto(tmp_path, pki, users=(GW, "customs")) as broker:
-        customs = standin(broker, tmp_path / "customs.db", customs_key).start()
+        customs = receiver(broker, tmp_path / "customs.db", customs_key, gw_key).start()
         customs.stop()  # its session (and queue) stays at the broker: the receiver is "away"
 
         async def scenario() -> CustomsMqttSink:
@@ -132,10 +134,11 @@ def test_alerts_a_crashed_broker_lost_while_customs_was_away_reach_customs_when_
 
 def test_an_ack_below_rewinds_one_beyond_the_head_or_untrusted_is_ignored(
         tmp_path: Path, pki: Path) -> None:
-    journal = Journal(tmp_path / "journal.db", gateway_id=GW, key=Ed25519PrivateKey.generate())
+    gw_key = Ed25519PrivateKey.generate()
+    journal = Journal(tmp_path / "journal.db", gateway_id=GW, key=gw_key)
     customs_key, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     with running_secure_mosquitto(tmp_path, pki, users=(GW, "customs")) as broker:
-        customs = standin(broker, tmp_path / "customs.db", customs_key).start()
+        customs = receiver(broker, tmp_path / "customs.db", customs_key, gw_key).start()
 
         async def scenario() -> CustomsMqttSink:
             tail = JournalTail(0)
@@ -147,22 +150,24 @@ def test_an_ack_below_rewinds_one_beyond_the_head_or_untrusted_is_ignored(
             await sink.wait_delivered(30)
             assert sink.acks is not None and sink.acks.acked == 30
 
-            # customs restored an old backup: it holds alerts only up to seq 12 now
-            customs.forget(GW, 12)
-            sink.ack_seen.clear()
-            await asyncio.to_thread(customs.publish_ack, GW, 12)
-            await sink.ack_seen.wait()
-            await asyncio.to_thread(customs.wait, lambda c: c.acked(GW) == 30, 30)
-            await sink.wait_delivered(30)
-
-            # acknowledgements the gateway must not act on; a genuine one comes last, so
-            # when it has been seen the others have been too (one publisher, in order)
             async with aiomqtt.Client(broker.host, broker.port, username="customs",
                                       password=broker.passwords["customs"],
                                       tls_context=broker.tls()) as c:
+                # a customs instance restored from an old backup says it holds up to 12: the
+                # gateway sends 15-30 again, and the receiver (which has them) says 30 again
                 topic = f"sealtrail/v1/{GW}/acks"
                 now = time.time_ns() // 1_000_000
-                before = sink.acks.counts["acks"]  # the stand-in's are all in by now
+                duplicates = customs.outcomes.get("duplicate", 0)
+                sink.ack_seen.clear()
+                await c.publish(topic, make_ack(customs_key, GW, 12, now), qos=1, retain=True)
+                await sink.ack_seen.wait()
+                await asyncio.to_thread(customs.wait, lambda r: r.outcomes.get(
+                    "duplicate", 0) >= duplicates + 6, 30)  # 15, 18, 21, 24, 27, 30
+                await sink.wait_delivered(30)
+
+                # acknowledgements the gateway must not act on; a genuine one comes last, so
+                # when it has been seen the others have been too (one publisher, in order)
+                before = sink.acks.counts["acks"]  # the receiver's are all in by now
                 for payload in (make_ack(customs_key, GW, 10_000, now),  # beyond the head
                                 make_ack(stranger, GW, 30, now),  # not customs' key
                                 make_ack(customs_key, "gw-b", 30, now),  # another gateway
@@ -182,7 +187,7 @@ def test_an_ack_below_rewinds_one_beyond_the_head_or_untrusted_is_ignored(
     assert acks.counts["acks_rewound"] == 1 and acks.counts["acks_ahead"] == 1
     assert acks.counts["acks_bad"] == 4
     assert acks.acked == 30 and journal.cursor("customs.alerts") == 30
-    assert customs.stored(GW) == alerts_of(journal)  # what it lost, it got again
+    assert customs.stored(GW) == alerts_of(journal)  # each once, exactly as journaled
 
 
 def test_resends_back_off_and_any_ack_or_new_connection_makes_them_prompt_again(
