@@ -373,7 +373,7 @@ def test_cli_pty_link_subprocess(tmp_path: Path) -> None:
         json.dumps({"type": "LineString", "coordinates": [[-56.2, -34.9], [-56.2, -34.899]]})
     )
     cmd = [sys.executable, "-m", "firmware_sim.cli", "sim", "gps", "--route", str(route)]
-    cmd += ["--fast", "--pty-link", str(link), "--speed-mps", "20"]
+    cmd += ["--fast", "--pty-link", str(link), "--speed-mps", "20", "--rate-hz", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
