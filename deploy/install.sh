@@ -19,8 +19,10 @@
 #         and, project-local in tests/js/node_modules (`npm ci` from the committed
 #         tests/js/package-lock.json, never global), digitalbazaar's VC libraries: the
 #         independent verifier tests/test_credentials_node.py runs against our credentials
-#   pip:  this package with its demo extra (eth-tester: the demo's in-process EVM chain, which
-#         a gateway never needs) and its test extras, editable, into ./.venv
+#   pip:  this package with its customs extra (PostgreSQL driver, web console, password
+#         hashing: the demo ends in the console), its demo extra (eth-tester: the demo's
+#         in-process EVM chain) and its test extras, editable, into ./.venv. A gateway
+#         installs the package alone (deploy/raspberry-pi.md).
 # Re-running it is safe: present things are left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +80,7 @@ if [ ! -x .venv/bin/python ]; then
     step "python3 -m venv .venv"
     python3 -m venv .venv
 fi
-step "pip install -e .[demo,test] into .venv"
+step "pip install -e .[customs,demo,test] into .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[demo,test]"
+.venv/bin/python -m pip install --quiet -e ".[customs,demo,test]"
 step "ready: .venv/bin/sealtrail --help"

@@ -22,7 +22,12 @@ import traceback
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sealtrail.errors import EXIT_INTERNAL, SealTrailError
+from sealtrail.errors import EXIT_FAILED, EXIT_INTERNAL, SealTrailError
+
+EXTRAS = {"psycopg": "customs", "psycopg_pool": "customs", "starlette": "customs",
+          "uvicorn": "customs", "argon2": "customs", "eth_tester": "demo"}
+"""Modules of optional dependency groups (pyproject.toml): a gateway install has none of them,
+so a command that needs one says which extra to install instead of failing on an import."""
 
 
 class Command(NamedTuple):
@@ -107,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last resort: a bug, not a user error
+        if isinstance(exc, ModuleNotFoundError) and (extra := EXTRAS.get(
+                (exc.name or "").partition(".")[0])) is not None:
+            print(f"{_where(argv, args)}: needs {exc.name}, which this installation lacks: "
+                  f"install SealTrail with its '{extra}' extra (pip install "
+                  f"'sealtrail[{extra}]')", file=sys.stderr)
+            return EXIT_FAILED
         if debug:
             traceback.print_exc()
         print(f"{_where(argv, args)}: internal error: {type(exc).__name__}: {exc} "
