@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from ledger_client import tx
 from ledger_client.chain import AnchorEvent, AnchorRegistry, ChainError, ContractRevert
 from ledger_client.errors import NonceConsumed, Underpriced
 from ledger_client.merkle import MerkleTree, leaf_hash
+from sealtrail.backoff import Backoff
 
 log = logging.getLogger(__name__)
 CURSOR = "anchor"
@@ -74,8 +74,9 @@ class BatchPolicy:
             raise ValueError(f"max_leaves must be >= 1, got {self.max_leaves}")
         if self.confirmations < 0:
             raise ValueError(f"confirmations must be >= 0, got {self.confirmations}")
-        if min(self.max_age_s, self.poll_s, self.stuck_after_s, *self.backoff_s) < 0:
-            raise ValueError("ages, intervals and backoff must not be negative")
+        if min(self.max_age_s, self.poll_s, self.stuck_after_s) < 0:
+            raise ValueError("ages and intervals must not be negative")
+        Backoff(*self.backoff_s)  # refuses nonsense now rather than when the node first fails
         for name in ("gas_price_wei", "max_fee_wei"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -353,29 +354,29 @@ class AnchorSink:
     async def run(self, tail: JournalTail) -> None:
         """New records only drive batch closing; the ledger is asked when a batch has just
         closed or an in-flight one is due for its next poll, never once per reading."""
-        delay = self.policy.backoff_s[0]
+        backoff = Backoff(*self.policy.backoff_s)
         next_poll = 0.0  # at start, look at whatever a previous run left unanchored
         while True:
             try:
                 closed = self.close_due_batches(tail.head)
             except JournalUnwritable as exc:  # a full disk: ingest waits too; try later
                 self.errors += 1
+                delay = backoff.next()
                 log.warning("anchoring: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.policy.backoff_s[1])
+                await asyncio.sleep(delay)
                 continue
             if closed or time.monotonic() >= next_poll:
                 try:
                     idle = await self.submit_pending()
-                    delay = self.policy.backoff_s[0]
+                    backoff.reset()
                 except AnchorConflict:
                     raise
                 except Exception as exc:  # node down, timeout, rejected tx: retry, keep ingesting
                     self.errors += 1
+                    delay = backoff.next()
                     log.warning("anchoring: %s: %s; retrying in %.1fs", type(exc).__name__,
                                 exc, delay)
-                    next_poll = time.monotonic() + delay * random.uniform(0.8, 1.2)
-                    delay = min(delay * 2, self.policy.backoff_s[1])
+                    next_poll = time.monotonic() + delay
                 else:
                     next_poll = math.inf if idle else time.monotonic() + self.policy.poll_s
             now = time.monotonic()

@@ -59,9 +59,10 @@ from edge_agent.sinks.customs_lanes import (
     anchor_receipt,
 )
 from edge_agent.sinks.mqtt_acks import AckedPublisher, PublishRefused
-from edge_agent.sinks.pacing import Backoff, Progress, TokenBucket
+from edge_agent.sinks.pacing import Progress, TokenBucket
 from edge_agent.tail import JournalTail
 from edge_agent.ticks import sleep_aligned
+from sealtrail.backoff import Backoff
 from sealtrail.mqtt import MqttSettings
 from sealtrail.ratelog import RateLimitedLog
 

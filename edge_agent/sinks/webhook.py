@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 from edge_agent.journal import Journal, JournalUnwritable, Stored
 from edge_agent.sinks.alert_feed import alert_chunks
-from edge_agent.sinks.pacing import Backoff
 from edge_agent.sinks.tls import client_context
 from edge_agent.tail import JournalTail
+from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable
 
@@ -36,6 +35,7 @@ from edge_agent.sources.mqtt_wire import MqttSubscriber, Publish, WireError
 from edge_agent.sources.nmea_fields import Reject
 from edge_agent.sources.seal_auth import SealAuthenticator
 from edge_agent.sources.seal_codec import decode_json
+from sealtrail.backoff import Backoff
 from sealtrail.mqtt import MqttSettings
 from sealtrail.ratelog import RateLimitedLog
 
@@ -67,13 +67,13 @@ class MqttSealSource:
     async def run(self, emit: Emit) -> None:
         """Receive forever; a broker that is down or drops us is retried with backoff."""
         s = self.settings
-        delay = s.backoff_s[0]
+        backoff = Backoff(*s.backoff_s)
         while True:
             sub = MqttSubscriber(s, receive_maximum=self.receive_maximum, batch_s=self.batch_s)
             try:
                 await sub.connect()
                 await sub.subscribe(self.topic)
-                delay = s.backoff_s[0]
+                backoff.reset()
                 self.connected.set()
                 self.auth.new_connection()
                 log.info("%s: subscribed to %s (session %s)", self.name, self.topic,
@@ -89,13 +89,13 @@ class MqttSealSource:
                         confirmed = sub.confirmed
             except WireError as exc:
                 self.counts["disconnects"] += 1
+                delay = backoff.next()
                 self._ratelog.warning(f"{self.name} down", "%s: %s; reconnecting in %.1fs",
                                       self.name, exc, delay)
             finally:
                 self.connected.clear()
                 await sub.close()  # acks still queued behind commits are now void
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, s.backoff_s[1])
+            await asyncio.sleep(delay)
 
     async def _handle(self, batch: list[Publish], sub: MqttSubscriber, emit: Emit) -> None:
         drafts: list[Draft] = []

@@ -25,7 +25,6 @@ import contextlib
 import errno
 import logging
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from edge_agent.agent import Emit, Item
 from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
 from edge_agent.ticks import sleep_aligned
+from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class SerialLineSource:
         self.connected = asyncio.Event()
         self.silence_s = silence_s
         self.clock = clock
-        self._backoff = backoff_s
+        self._backoff = Backoff(*backoff_s)
         self._ratelog = RateLimitedLog(log)
         self._was_connected = False
         self.read_interval_s = 0.0
@@ -94,16 +94,15 @@ class SerialLineSource:
 
     async def run(self, emit: Emit) -> None:
         """Read forever, reconnecting as needed; returns only when cancelled."""
-        delay = self._backoff[0]
         while True:
             try:
                 port = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 self.counts["open_failed"] += 1
+                delay = self._backoff.next()
                 self._ratelog.warning(f"{self.name} open", "%s: cannot open %s (%s); retrying "
                                       "in %.1fs", self.name, self.port, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._backoff[1])
+                await asyncio.sleep(delay)
                 continue
             opened = time.monotonic()
             if self._was_connected:
@@ -127,10 +126,9 @@ class SerialLineSource:
             if time.monotonic() - opened < STABLE_S:
                 # a flapping adapter (opens, dies at once) backs off like one that cannot open,
                 # or it would fill the journal with connect/disconnect records
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._backoff[1])
+                await asyncio.sleep(self._backoff.next())
             else:
-                delay = self._backoff[0]
+                self._backoff.reset()
 
     async def _read(self, port: serial.Serial, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
