@@ -53,51 +53,55 @@ class Timers:
             callback()
 
 
+class Rig:
+    """A rate-limited log on its own logger, with a clock and timers the test moves."""
+
+    def __init__(self, name: str, burst: int, start: float = 0.0) -> None:
+        logger, self.rec = _logger(name)
+        self.now = start
+        self.timers = Timers()
+        self.log = RateLimitedLog(logger, burst=burst, period_s=10.0, clock=lambda: self.now,
+                                  schedule=self.timers)
+
+
 def test_a_flood_that_stops_is_reported_when_its_window_ends() -> None:
-    logger, rec = _logger("stops")
-    now = [100.0]
-    timers = Timers()
-    rl = RateLimitedLog(logger, burst=2, period_s=10.0, clock=lambda: now[0], schedule=timers)
+    rig = Rig("stops", burst=2, start=100.0)
+    rl, rec, timers = rig.log, rig.rec, rig.timers
     for i in range(7):
-        now[0] += 0.5
+        rig.now += 0.5
         rl.warning("bad line", "bad line %d", i)
     assert [m for _, m in rec.lines] == ["bad line 0", "bad line 1"]
     assert [round(d, 6) for d, _ in timers.pending] == [9.0]  # armed once, for the window's end
-    now[0] = 110.5  # the window (opened at 100.5) is over; no further message ever comes
+    rig.now = 110.5  # the window (opened at 100.5) is over; no further message ever comes
     timers.fire()
     assert rec.lines[2:] == [(logging.WARNING, "bad line: 5 more like this suppressed in 10s")]
-    now[0] += 100.0
+    rig.now += 100.0
     rl.warning("bad line", "bad line %d", 99)  # a new window: logged, no second summary
     timers.fire()
     assert [m for _, m in rec.lines[3:]] == ["bad line 99"]
 
 
 def test_a_timer_that_fires_early_by_the_clock_waits_out_the_rest() -> None:
-    logger, rec = _logger("early")
-    now = [0.0]
-    timers = Timers()
-    rl = RateLimitedLog(logger, burst=1, period_s=10.0, clock=lambda: now[0], schedule=timers)
+    rig = Rig("early", burst=1)
+    rl, rec, timers = rig.log, rig.rec, rig.timers
     rl.log(logging.INFO, "k", "one")
     rl.log(logging.ERROR, "k", "two")  # suppressed; the summary takes the highest level
-    now[0] = 4.0
+    rig.now = 4.0
     timers.fire()
     assert [m for _, m in rec.lines] == ["one"]
     assert [round(d, 6) for d, _ in timers.pending] == [6.0]
-    now[0] = 10.0
+    rig.now = 10.0
     timers.fire()
     assert rec.lines[1:] == [(logging.ERROR, "k: 1 more like this suppressed in 10s")]
 
 
 def test_a_quiet_window_reports_nothing_and_arms_no_timer() -> None:
-    logger, rec = _logger("quiet")
-    now = [0.0]
-    timers = Timers()
-    rl = RateLimitedLog(logger, burst=3, period_s=10.0, clock=lambda: now[0], schedule=timers)
+    rig = Rig("quiet", burst=3)
     for i in range(3):
-        rl.warning("k", "message %d", i)
-    now[0] = 50.0
-    rl.flush()
-    assert len(rec.lines) == 3 and timers.pending == []
+        rig.log.warning("k", "message %d", i)
+    rig.now = 50.0
+    rig.log.flush()
+    assert len(rig.rec.lines) == 3 and rig.timers.pending == []
 
 
 def test_without_an_event_loop_the_next_message_or_flush_reports() -> None:
