@@ -40,6 +40,7 @@ from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
 from edge_agent.journal import Batch, Journal, JournalUnwritable
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from ledger_client import tx
 from ledger_client.chain import AnchorEvent, AnchorRegistry, ChainError, ContractRevert
@@ -98,6 +99,7 @@ class AnchorSink:
         self.anchored = asyncio.Event()  # set each time a batch reaches "anchored"
         self.errors = 0
         self.counts: Counter[str] = Counter()  # rebroadcast, replaced, reorged, rebuilt, ...
+        self.batched = self.anchored_records = self.waiting = 0  # records, for stats()
         self._sent_at: dict[int, float] = {}  # batch_seq -> last broadcast (this process)
 
     # -- batching --------------------------------------------------------------------------
@@ -142,17 +144,29 @@ class AnchorSink:
                                        reason=reason, cursor=CURSOR)
         log.info("batch %d closed (%s): seq %d..%d root %s", batch.batch_seq, reason, first,
                  batch.last_seq, root.hex()[:16])
+        self.batched += size
         return batch
+
+    def stats(self) -> ComponentStats:
+        """Records closed into batches and records anchored (this process), records in
+        batches not anchored yet (at the last look); errors and ledger events as events."""
+        return ComponentStats(added=self.batched, written=self.anchored_records,
+                              queue_depth=self.waiting, events={**self.counts,
+                                                                "errors": self.errors})
 
     # -- submitting (blocking; runs in a worker thread) ------------------------------------
 
     def poll(self) -> tuple[int, bool]:
         """One pass over unanchored batches, oldest first: (batches anchored now, all done)."""
         anchored, done = 0, True
-        for batch in self.journal.batches(unanchored_only=True):
+        batches = self.journal.batches(unanchored_only=True)
+        self.waiting = sum(b.tree_size for b in batches)
+        for batch in batches:
             status = self._advance(batch)
             if status == "anchored":
                 anchored += 1
+                self.waiting -= batch.tree_size
+                self.anchored_records += batch.tree_size
                 continue
             done = False
             if status != "mined":  # one transaction in flight: later batches wait for it

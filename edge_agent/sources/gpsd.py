@@ -33,7 +33,8 @@ from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
 from edge_agent.sources.gps_fix import GpsFix, NoFix
 from edge_agent.sources.gps_stream import GpsStream
-from edge_agent.sources.gpsd_decode import GpsdDecoder
+from edge_agent.sources.gpsd_decode import NOT_DROPPED, GpsdDecoder
+from edge_agent.stats import ComponentStats, split
 from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
@@ -187,10 +188,13 @@ class GpsdSource:
         return Draft(self.clock(), "status", self.sensor_id,
                      {"event": event, "port": self.url, **details})
 
-    def stats(self) -> dict[str, int]:
-        """Connection, framing, decoder and filter counters in one flat view."""
-        merged = Counter(self.counts)
-        merged.update({f"gpsd_{k}": v for k, v in self.decoder.counts.items()})
-        merged["accepted"] = self.stream.accepted
-        merged.update(self.stream.counts)
-        return dict(merged)
+    def stats(self) -> ComponentStats:
+        """Fixes decoded and accepted; reports, fields and fixes dropped by reason; bytes,
+        connections, stalls, no-fix epochs and gpsd's own messages as events."""
+        dropped, events = split(self.decoder.counts, NOT_DROPPED, "gpsd_")
+        dropped.update(self.stream.counts)
+        port = dict(self.counts)
+        dropped["line_too_long"] = port.pop("line_too_long", 0)
+        return ComponentStats(added=port.pop("fixes", 0), written=self.stream.accepted,
+                              dropped=dropped, events={**events, **port},
+                              connected=self.connected.is_set())

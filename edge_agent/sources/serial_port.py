@@ -28,6 +28,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import serial
@@ -35,6 +36,7 @@ import serial
 from edge_agent.agent import Emit, Item
 from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
+from edge_agent.stats import ComponentStats
 from edge_agent.ticks import sleep_aligned
 from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
@@ -56,7 +58,9 @@ class LineHandler(Protocol):
         """The link dropped: give up partial state (e.g. an epoch missing its other half)."""
         ...
 
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> ComponentStats:
+        """What the decoder counted; the port adds framing and connection counts."""
+        ...
 
 
 def _set_once(ready: asyncio.Future[None]) -> None:
@@ -175,7 +179,7 @@ class SerialLineSource:
                 if self.handler.rejected != rejected:
                     rejected = self.handler.rejected
                     self._ratelog.warning(f"{self.name} bad line", "%s: dropped a line (%d so "
-                                          "far; reasons in stats()): %r", self.name, rejected,
+                                          "far; reasons in /metrics): %r", self.name, rejected,
                                           line[:80])
                 else:
                     last_good, bytes_since_good = loop.time(), 0
@@ -200,8 +204,11 @@ class SerialLineSource:
     def _status(self, event: str, **details: object) -> Draft:
         return Draft(self.clock(), "status", self.sensor_id, {"event": event, **details})
 
-    def stats(self) -> dict[str, int]:
-        """Framing, connection and decoder counters in one flat view (for status/metrics)."""
-        merged = Counter(self.counts)
-        merged.update(self.handler.stats())
-        return dict(merged)
+    def stats(self) -> ComponentStats:
+        """The decoder's figures, plus the port's: overlong lines dropped by the framer;
+        bytes, open failures, disconnects, silences and garbled spells as events."""
+        part = self.handler.stats()
+        port = dict(self.counts)
+        dropped = {**part.dropped, "line_too_long": port.pop("line_too_long", 0)}
+        return replace(part, dropped=dropped, events={**part.events, **port},
+                       connected=self.connected.is_set())
