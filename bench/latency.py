@@ -208,7 +208,7 @@ def agent(conn: Connection, workdir: str, gps_path: str, seal_path: str, host: s
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         stop.set()
         await task
-        conn.send({"sink": dict(sink.counts), "gps": gps.stats().get("accepted", 0),
+        conn.send({"sink": dict(sink.counts), "gps": gps.stats().written,
                    "head": journal.head()[0], "marks": probe.marks})
         journal.close()
 

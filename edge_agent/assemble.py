@@ -30,6 +30,7 @@ from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gnss_health import HealthParams
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.gps_stream import GpsStream
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from ledger_client.keys import load_key, public_hex
 
@@ -54,7 +55,10 @@ class Counted:
 
         await self.inner.run(counted)
 
-    def __getattr__(self, attr: str) -> Any:  # stats(), connected, counts, ...
+    def stats(self) -> ComponentStats:
+        return self.inner.stats()
+
+    def __getattr__(self, attr: str) -> Any:  # connected, counts, ... (tests, the demo)
         return getattr(self.inner, attr)
 
 
@@ -79,13 +83,9 @@ class LedgerAnchor:
     def position(self) -> int:
         return self.sink.position if self.sink is not None else self._position
 
-    @property
-    def counts(self) -> Counter[str]:
-        return self.sink.counts if self.sink is not None else Counter()
-
-    @property
-    def errors(self) -> int:
-        return self.sink.errors if self.sink is not None else 0
+    def stats(self) -> ComponentStats:
+        """The anchor sink's figures once the node has answered; nothing before."""
+        return self.sink.stats() if self.sink is not None else ComponentStats()
 
     def _connect(self) -> Any:
         from ledger_client import chain

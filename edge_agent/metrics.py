@@ -1,11 +1,14 @@
 """Prometheus metrics and a health check, on a tiny HTTP server inside the agent's event loop.
 
 An installer looks at a gateway through these when something seems off: are readings coming
-in (by source and kind), what is being dropped and why (the sources' own counters), is
-anything queueing up (ingest queue, each consumer's distance from the journal head, alerts
-not yet delivered), is the ledger keeping up (records not anchored and how old the oldest is),
-and is the journal within its size bound. Everything is computed when scraped, from counters
-the parts keep anyway and from indexed journal queries, so an idle agent does no work for it.
+in (by source and kind), what is being dropped and why, is anything queueing up (ingest queue,
+each consumer's distance from the journal head, alerts not yet delivered), is the ledger
+keeping up (records not anchored and how old the oldest is), and is the journal within its
+size bound. Everything is computed when scraped, from counters the parts keep anyway and from
+indexed journal queries, so an idle agent does no work for it. Sources and sinks report
+themselves through one typed shape (``edge_agent/stats.py``: added, written, dropped by
+reason, queue depth, events, connected), rendered here labelled by component; whether a
+counter is a drop is said by the module that counts it, not guessed here by name.
 
 No client library: the text exposition format (version 0.0.4) is a few lines of code, and the
 server answers only GET /metrics and GET /healthz, one request per connection, with bounded
@@ -28,17 +31,11 @@ from typing import Any
 
 from edge_agent.agent import Agent
 from edge_agent.retention import Retention, file_bytes, pruned_through
+from edge_agent.stats import Component, ComponentStats
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-NOT_DROPS = frozenset({
-    "bytes", "fixes", "no_fixes", "accepted", "connects", "disconnects", "open_failed",
-    "connect_failed", "silences", "stalls", "messages", "acked", "reanchored",
-    "gpsd_tpv", "gpsd_watch", "gpsd_tpv_nofix", "auth_accepted", "auth_duplicate",
-    "auth_unknown_seal"})
-"""Source counters that count events, not discarded input; every other counter of a source's
-stats() names a reason input was dropped (bad checksum, stale fix, bad MAC, replay, ...)."""
 
 
 @dataclass
@@ -139,32 +136,43 @@ def _anchored_through(db: Any, recent: list[tuple[int, int, str]]) -> int:
     return row[0] or 0
 
 
-def source_counters(sources: Iterable[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-    """(dropped, other events, connected) samples from every source's stats()."""
-    dropped, events, connected = [], [], []
-    for source in sources:
-        stats = getattr(source, "stats", None)
-        for key, value in (stats() if callable(stats) else {}).items():
-            if key in NOT_DROPS:
-                events.append(({"source": source.name, "event": key}, value))
-            else:
-                dropped.append(({"source": source.name, "reason": key}, value))
-        flag = getattr(source, "connected", None)
-        if isinstance(flag, asyncio.Event):
-            connected.append(({"source": source.name}, int(flag.is_set())))
-    return dropped, events, connected
+def component_stats(agent: Agent) -> list[tuple[str, str, ComponentStats]]:
+    """(role, name, stats) of every source and consumer that reports itself (see stats.py)."""
+    return [(role, part.name, part.stats())
+            for role, parts in (("source", agent.sources), ("consumer", agent.consumers))
+            for part in parts if isinstance(part, Component)]
 
 
-def consumer_counters(consumers: Iterable[Any]) -> list[Any]:
-    samples = []
-    for consumer in consumers:
-        stats = getattr(consumer, "stats", None)
-        counts = dict(stats() if callable(stats) else getattr(consumer, "counts", None) or {})
-        if isinstance(getattr(consumer, "errors", None), int):
-            counts["errors"] = consumer.errors
-        samples += [({"consumer": consumer.name, "event": k}, v)
-                    for k, v in sorted(counts.items()) if isinstance(v, int | float)]
-    return samples
+def render_components(out: Exposition, agent: Agent) -> None:
+    """The components' own figures, labelled by component (and reason, event)."""
+    parts = component_stats(agent)
+    out.add("sealtrail_component_added_total", "counter", "items a component took on: "
+            "readings decoded, records taken from the journal, records evaluated",
+            [({"component": n, "role": r}, s.added) for r, n, s in parts])
+    out.add("sealtrail_component_written_total", "counter", "items a component passed on: "
+            "readings emitted, records delivered or anchored, alerts raised",
+            [({"component": n, "role": r}, s.written) for r, n, s in parts])
+    out.add("sealtrail_component_queue_depth", "gauge", "items a component holds, waiting "
+            "(messages awaiting the broker, records not anchored yet)",
+            [({"component": n, "role": r}, s.queue_depth) for r, n, s in parts])
+    dropped = [({"component": n, "reason": k}, v) for _, n, s in parts
+               for k, v in sorted(s.dropped.items())]
+    dropped.append(({"component": "ingest", "reason": "unsignable"}, agent.rejected))
+    dropped.append(({"component": "ingest", "reason": "duplicate_alert"},
+                    agent.journal.duplicate_alerts))
+    out.add("sealtrail_dropped_total", "counter", "input dropped, by component and reason",
+            dropped)
+    for role in ("source", "consumer"):
+        out.add(f"sealtrail_{role}_events_total", "counter", f"other {role} counters (bytes, "
+                "connects, alerts raised by type, messages sent, ...): not drops",
+                [({role: n, "event": k}, v) for r, n, s in parts if r == role
+                 for k, v in sorted(s.events.items())])
+    out.add("sealtrail_source_connected", "gauge", "1 while the source's device or connection "
+            "is up", [({"source": n}, int(s.connected)) for r, n, s in parts
+                      if r == "source" and s.connected is not None])
+    out.add("sealtrail_sink_connected", "gauge", "1 while the sink's link is up",
+            [({"sink": n}, int(s.connected)) for r, n, s in parts
+             if r == "consumer" and s.connected is not None])
 
 
 def render(w: Watched) -> str:
@@ -185,15 +193,7 @@ def render(w: Watched) -> str:
             int(agent.unwritable is None))
     out.add("sealtrail_journal_unwritable_episodes_total", "counter", "times the journal "
             "stopped taking writes", agent.unwritable_episodes)
-    dropped, events, connected = source_counters(agent.sources)
-    dropped.append(({"source": "ingest", "reason": "unsignable"}, agent.rejected))
-    dropped.append(({"source": "ingest", "reason": "duplicate_alert"},
-                    agent.journal.duplicate_alerts))
-    out.add("sealtrail_dropped_total", "counter", "input dropped, by source and reason", dropped)
-    out.add("sealtrail_source_events_total", "counter",
-            "other source counters (bytes, fixes, connects, ...)", events)
-    out.add("sealtrail_source_connected", "gauge", "1 while the source's device or connection "
-            "is up", connected)
+    render_components(out, agent)
     out.add("sealtrail_ingest_queue_depth", "gauge", "items waiting for ingest",
             agent.queue.qsize())
     out.add("sealtrail_ingest_queue_capacity", "gauge", "ingest queue bound", agent.queue.maxsize)
@@ -212,10 +212,8 @@ def render(w: Watched) -> str:
     if connected_ledger is not None:
         out.add("sealtrail_ledger_connected", "gauge", "1 once the ledger node answered",
                 int(connected_ledger))
-    out.add("sealtrail_consumer_events_total", "counter", "consumer counters: alerts raised "
-            "by type (rules), messages sent (customs), anchor rebroadcasts and errors, ...",
-            consumer_counters(agent.consumers))
-    out.add("sealtrail_alerts_total", "gauge", "alerts in the journal", j["alerts"])
+    out.add("sealtrail_alerts_total", "counter", "alerts this gateway raised (all stay in the "
+            "journal: retention never prunes an alert)", j["alerts"])
     out.add("sealtrail_alerts_pending", "gauge", "alerts a sink has not delivered yet (customs: "
             "not acknowledged by customs)",
             [({"sink": k}, v) for k, v in sorted(j["pending"].items())])
@@ -271,10 +269,9 @@ def health(w: Watched) -> tuple[int, dict[str, Any]]:
         return 503, {**body, "status": "failing", "error": f"journal: {exc}"}
     body.update({"head_seq": j["head"], "anchor_lag_records": j["head"] - j["anchored_through"],
                  "alerts_pending": j["pending"], "uptime_s": round(time.time() - w.started)})
-    _, _, connected = source_counters(w.agent.sources)
-    for labels, up in connected:
-        if not up:
-            warnings.append(f"source {labels['source']} is not connected")
+    for role, name, stats in component_stats(w.agent):
+        if role == "source" and stats.connected is False:
+            warnings.append(f"source {name} is not connected")
     if w.ledger_connected() is False:
         warnings.append("the ledger node has not answered yet")
     if w.retention is not None and w.retention.over_limit:

@@ -228,7 +228,7 @@ async def _drive(opts: DemoOptions, journal: Journal, registry: chain.AnchorRegi
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(runner), opts.progress_every_s)
             anchored = sum(1 for b in journal.batches() if b.status == "anchored")
-            say(f"[{time.monotonic() - started:5.1f}s] fixes {source.stats().get('fixes', 0):4d}  "
+            say(f"[{time.monotonic() - started:5.1f}s] fixes {source.stats().added:4d}  "
                 f"journal seq {journal.head()[0]:4d}  batches anchored {anchored:2d}  "
                 f"alerts {len(alerts)}")
         say("[done] the truck has arrived; customs open its seals at the destination office")

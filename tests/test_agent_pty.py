@@ -102,7 +102,7 @@ def test_simulated_truck_leaving_its_corridor_raises_one_signed_alert(tmp_path) 
     assert len(lines) == len(journal.alerts_after(0))  # the console showed every alert
     report = verify_chain(journal.iter_signed(), key.public_key(), gateway_id="gw-test")
     assert report.count == journal.head()[0]
-    assert source.stats()["accepted"] == sum(1 for s in journal.read_after(0, 100_000)
+    assert source.stats().written == sum(1 for s in journal.read_after(0, 100_000)
                                          if s.kind == "gps")
 
 
@@ -143,11 +143,11 @@ def test_garbage_and_truncated_sentences_never_stop_the_source(tmp_path) -> None
     source = asyncio.run(scenario())
     assert journal.head()[0] == 41  # every valid fix, and only those
     stats = source.stats()
-    assert stats["line_too_long"] >= 1
-    rejected = sum(v for k, v in stats.items()
+    assert stats.dropped["line_too_long"] >= 1
+    rejected = sum(v for k, v in {**stats.dropped, **stats.events}.items()
                    if k.startswith("nmea_") and k != "nmea_unsupported")
     assert rejected >= 40, stats  # the 40 truncated sentences at least, plus noise lines
-    assert stats["fixes"] == 41
+    assert stats.added == 41
 
 
 def test_a_receiver_mixing_ubx_binary_and_nmea_loses_no_fix(tmp_path) -> None:
@@ -181,7 +181,8 @@ def test_a_receiver_mixing_ubx_binary_and_nmea_loses_no_fix(tmp_path) -> None:
     records = [s.record() for s in journal.read_after(0, 1000)]
     assert [(r["t_ms"], r["body"]) for r in records] == expected
     stats = source.stats()
-    assert stats["line_too_long"] >= 1 and stats.get("nmea_internal_error", 0) == 0
+    assert stats.dropped["line_too_long"] >= 1
+    assert stats.dropped.get("nmea_internal_error", 0) == 0
 
 
 def _write_all(fd: int, data: bytes) -> None:

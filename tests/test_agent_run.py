@@ -251,10 +251,10 @@ def test_the_agent_runs_from_gateway_toml_bounds_its_journal_and_stops_on_sigter
         gps = one(found, r'sealtrail_readings_total\{kind="gps",source="serial-gps:gps0"\}')
         assert gps > 1000
         assert one(found, r'sealtrail_readings_total\{kind="seal",source="mqtt-seals:.*"\}') == 1
-        assert one(found, r'sealtrail_dropped_total\{reason="auth_bad_mac",source="mqtt-.*"\}') \
+        assert one(found, r'sealtrail_dropped_total\{component="mqtt-.*",reason="auth_bad_mac"\}') \
             == 1
-        assert one(found, r'sealtrail_dropped_total\{reason="dropped_speed_jump",'
-                          r'source="serial-gps:gps0"\}') >= 1  # each loop restarts the route
+        assert one(found, r'sealtrail_dropped_total\{component="serial-gps:gps0",'
+                          r'reason="dropped_speed_jump"\}') >= 1  # each loop restarts the route
         assert found["sealtrail_ingest_queue_capacity"] == 1024
         assert "sealtrail_ingest_queue_depth" in found
         for consumer in ("rules", "customs", "console", "anchor"):

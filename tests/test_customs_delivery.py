@@ -206,6 +206,9 @@ def test_customs_verifies_every_alert_reading_and_anchor_and_no_reading_overtake
                 await stop(task)  # a graceful stop says "offline" itself
                 await tap.wait(lambda: tap.statuses()[-1]["state"] == "offline")
                 assert sink.counts["connects"] == 1 and not sink.counts["refused"]
+                stats = sink.stats()  # every alert and reading the broker took, once
+                assert stats.written - sink.counts["anchors_records"] == 750
+                assert stats.added >= stats.written and stats.queue_depth == 0
                 return tap
 
         tap = run(scenario())

@@ -1,10 +1,9 @@
-"""The customs sink's logic without a broker: acknowledged progress, pacing, backoff, and the
+"""The customs sink's logic without a broker: acknowledged progress, pacing, and the
 order in which it picks messages from a real journal file (alerts first; no reading ahead of
 an unacknowledged earlier alert; cursors only past acknowledged messages)."""
 
 from __future__ import annotations
 
-import random
 import uuid
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from edge_agent.sinks.customs_mqtt import (
     CustomsMqttSink,
     DeliveryPolicy,
 )
-from edge_agent.sinks.pacing import Backoff, Progress, TokenBucket
+from edge_agent.sinks.pacing import Progress, TokenBucket
 from edge_agent.sinks.tls import TlsConfigError, client_context
 from edge_agent.tail import JournalTail
 from sealtrail.mqtt import MqttSettings
@@ -57,18 +56,6 @@ def test_token_bucket_lets_a_burst_out_then_paces_at_the_rate() -> None:
     assert bucket.delay() > 0
     with pytest.raises(ValueError):
         TokenBucket(rate=0, burst=1)
-
-
-def test_backoff_doubles_to_its_cap_with_jitter_and_resets() -> None:
-    backoff = Backoff(0.5, 4.0, random.Random(1))
-    delays = [backoff.next() for _ in range(6)]
-    for delay, base in zip(delays, (0.5, 1.0, 2.0, 4.0, 4.0, 4.0), strict=True):
-        assert 0.8 * base <= delay <= 1.2 * base
-    assert len(set(delays)) == 6  # jittered: a fleet does not reconnect in lockstep
-    backoff.reset()
-    assert backoff.next() <= 0.6
-    with pytest.raises(ValueError):
-        Backoff(1.0, 0.5)
 
 
 def test_delivery_policy_refuses_nonsense() -> None:

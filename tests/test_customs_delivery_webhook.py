@@ -118,6 +118,9 @@ def test_each_alert_is_posted_once_as_its_signed_bytes_after_retrying_an_outage(
     assert headers["Content-Type"] == "application/json"
     assert headers["Authorization"] == "Bearer t0ken"
     assert journal.cursor("webhook") == alerts[-1].seq and sink.counts["failed"] == 2
+    stats = sink.stats()
+    assert (stats.added, stats.written, dict(stats.dropped), stats.queue_depth) \
+        == (3, 3, {"refused": 0}, 0)
 
 
 def test_an_endpoint_whose_certificate_is_not_trusted_gets_nothing(tmp_path: Path,
@@ -144,6 +147,10 @@ def test_an_alert_the_endpoint_keeps_refusing_is_skipped_after_its_retries(
     assert [status for status, _, _ in endpoint.requests] == [422, 422, 422, 200]
     assert sink.counts["refused"] == 1
     assert journal.cursor("webhook") == journal.alerts_after(0)[1].seq
+    stats = sink.stats()  # what /metrics shows: the refused alert is a drop, not in the queue
+    assert (stats.added, stats.written, dict(stats.dropped), stats.queue_depth) \
+        == (2, 1, {"refused": 1}, 0)
+    assert stats.events == {"failed": 3}
 
 
 def test_a_plain_http_url_is_refused() -> None:

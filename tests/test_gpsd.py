@@ -239,7 +239,7 @@ def test_replayed_simulator_drive_is_signed_as_the_nmea_log_says(tmp_path: Path)
             assert body["sats"] > 0 and body["hdop_x10"] < 999
     assert worst["pos"] <= 1 and worst["speed"] <= 1, worst
     stats = source.stats()
-    assert stats["fixes"] == len(expected) and stats["accepted"] == len(expected)
+    assert stats.added == len(expected) and stats.written == len(expected)
     print(f"\ngpsd replay: {len(fixes)} fixes compared, max |d lat/lon| {worst['pos']} e-7 deg,"
           f" max |d speed| {worst['speed']} cm/s")
 
@@ -306,7 +306,7 @@ def test_real_gpsd_reports_merge_into_one_fix_per_epoch_with_sky_gst_and_status(
             (54540, 1152, 8440)  # 22.4 kn = 11.5236 m/s; gpsd prints 11.524
     events = [d.body["event"] for d in got if d.kind == "status"]
     assert events.index("gnssLost") < events.index("gnssRestored")
-    assert source.stats()["no_fixes"] == 3
+    assert source.stats().events["no_fixes"] == 3
 
 
 @needs_gpsd
@@ -424,7 +424,7 @@ def test_garbage_from_the_socket_is_counted_and_the_held_epoch_flushed_in_time()
         return source
 
     source = asyncio.run(scenario())
-    stats = source.stats()
+    stats = source.stats().dropped
     assert stats["line_too_long"] == 1 and stats["gpsd_not_utf8"] == 1
     assert stats["gpsd_bad_json"] == 2 and stats["gpsd_bad_position"] == 1
     assert [(d.t_ms, d.body["lat_e7"], d.body["speed_cmps"]) for d in got if d.kind == "gps"] \

@@ -88,7 +88,8 @@ def run(data: bytes, chunks: list[int] | None = None) -> tuple[list[Draft], dict
             drafts += handler.handle(line)
         pos, k = pos + n, k + 1
     drafts += handler.reset()
-    return drafts, {**framer.counts, **handler.stats()}
+    stats = handler.stats()
+    return drafts, {**framer.counts, **stats.dropped, **stats.events, "fixes": stats.added}
 
 
 # --- the oracle ----------------------------------------------------------------------------

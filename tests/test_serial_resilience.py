@@ -231,8 +231,8 @@ def test_unplug_replug_behind_a_by_id_link_reconnects_without_restart(tmp_path: 
     after = [r["seq"] for r in gps if r["t_ms"] >= rx.t_ms(replug_at)]
     assert max(before) < disconnected < connected < min(after)
     stats = source.stats()
-    assert stats["disconnects"] == 1 and stats["open_failed"] >= 3
-    assert stats.get("nmea_internal_error", 0) == 0
+    assert stats.events["disconnects"] == 1 and stats.events["open_failed"] >= 3
+    assert stats.dropped.get("nmea_internal_error", 0) == 0
 
 
 # --- (b) a 10 MB line, garbage, invalid UTF-8, wrong baud -----------------------------------
@@ -318,10 +318,10 @@ def test_huge_line_garbage_and_wrong_baud_keep_the_source_up_and_bounded(
     assert "alt_cm" in glued["body"]  # its GGA survived the monster line
     assert [r for r in records if r["kind"] == "status"] == []  # never disconnected
     stats = source.stats()
-    assert stats["bytes"] > huge_mb * 1_048_576  # it really read the whole monster line
-    assert stats["line_too_long"] >= 1
-    assert stats["nmea_not_ascii"] >= epochs  # the invalid and non-ASCII sentences
-    assert stats.get("nmea_internal_error", 0) == 0
+    assert stats.events["bytes"] > huge_mb * 1_048_576  # it really read the whole monster line
+    assert stats.dropped["line_too_long"] >= 1
+    assert stats.dropped["nmea_not_ascii"] >= epochs  # the invalid and non-ASCII sentences
+    assert stats.dropped.get("nmea_internal_error", 0) == 0
     # memory: the framer never held more than a line's worth, and the process did not grow
     # by anything like the 10 MB it read (holding it would cost 10-20 MB)
     assert framer.peak <= 512
@@ -513,7 +513,7 @@ def test_a_receiver_at_the_wrong_baud_rate_is_reported_garbled_then_readable(
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             pty.close()
-        assert source.stats()["garbled"] == 1
+        assert source.stats().events["garbled"] == 1
 
     asyncio.run(scenario())
     records = [s.record() for s in journal.read_after(0, 100_000)]

@@ -46,6 +46,7 @@ from edge_agent.rules.records import SRC, Where, alert_draft, unique
 from edge_agent.rules.seals import SealContext
 from edge_agent.rules.trip import Trip
 from edge_agent.rules.vehicle import Vehicle, VehicleContext
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from geofences import FenceBundle, TransitPlan, ZoneIndex
 
@@ -94,6 +95,7 @@ class RulesEngine:
         self._saved_at = monotonic()
         self.raised: Counter[str] = Counter()
         self.errors = 0
+        self.evaluated = 0  # records, this process
         self._tail: JournalTail | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verified: dict[str, plans.Document] = {}
@@ -157,6 +159,7 @@ class RulesEngine:
                               stored.kind, stored.src)
         drafts = unique(self.journal, drafts, log.warning)
         self.position = records[-1].seq
+        self.evaluated += len(records)
         self._unsaved += len(records)
         if (drafts or self._unsaved >= self.checkpoint_records
                 or self._monotonic() - self._saved_at >= self.checkpoint_s):
@@ -243,14 +246,16 @@ class RulesEngine:
         self._announced = {}
         self._load()
 
-    def stats(self) -> dict[str, int]:
-        """Alerts raised by type (this process), fixes ignored, records that failed."""
-        out = {f"alerts_{k}": v for k, v in self.raised.items()}
+    def stats(self) -> ComponentStats:
+        """Records evaluated and alerts raised (this process); fixes ignored (out of order, no
+        fix) and records a rule failed on are dropped; alerts by type are events."""
         vehicles = [s.vehicle for s in self._assets.sensors.values() if s.vehicle is not None]
-        out["ignored_out_of_order"] = sum(v.ignored_out_of_order for v in vehicles)
-        out["ignored_no_fix"] = sum(v.ignored_no_fix for v in vehicles)
-        out["errors"] = self.errors
-        return out
+        dropped = {"ignored_out_of_order": sum(v.ignored_out_of_order for v in vehicles),
+                   "ignored_no_fix": sum(v.ignored_no_fix for v in vehicles),
+                   "errors": self.errors}
+        return ComponentStats(added=self.evaluated, written=sum(self.raised.values()),
+                              dropped=dropped,
+                              events={f"alerts_{k}": v for k, v in self.raised.items()})
 
     # -- one record ----------------------------------------------------------------------------
 

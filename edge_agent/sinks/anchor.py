@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -41,11 +40,13 @@ from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
 from edge_agent.journal import Batch, Journal, JournalUnwritable
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from ledger_client import tx
 from ledger_client.chain import AnchorEvent, AnchorRegistry, ChainError, ContractRevert
 from ledger_client.errors import NonceConsumed, Underpriced
 from ledger_client.merkle import MerkleTree, leaf_hash
+from sealtrail.backoff import Backoff
 
 log = logging.getLogger(__name__)
 CURSOR = "anchor"
@@ -74,8 +75,9 @@ class BatchPolicy:
             raise ValueError(f"max_leaves must be >= 1, got {self.max_leaves}")
         if self.confirmations < 0:
             raise ValueError(f"confirmations must be >= 0, got {self.confirmations}")
-        if min(self.max_age_s, self.poll_s, self.stuck_after_s, *self.backoff_s) < 0:
-            raise ValueError("ages, intervals and backoff must not be negative")
+        if min(self.max_age_s, self.poll_s, self.stuck_after_s) < 0:
+            raise ValueError("ages and intervals must not be negative")
+        Backoff(*self.backoff_s)  # refuses nonsense now rather than when the node first fails
         for name in ("gas_price_wei", "max_fee_wei"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -97,6 +99,7 @@ class AnchorSink:
         self.anchored = asyncio.Event()  # set each time a batch reaches "anchored"
         self.errors = 0
         self.counts: Counter[str] = Counter()  # rebroadcast, replaced, reorged, rebuilt, ...
+        self.batched = self.anchored_records = self.waiting = 0  # records, for stats()
         self._sent_at: dict[int, float] = {}  # batch_seq -> last broadcast (this process)
 
     # -- batching --------------------------------------------------------------------------
@@ -141,17 +144,29 @@ class AnchorSink:
                                        reason=reason, cursor=CURSOR)
         log.info("batch %d closed (%s): seq %d..%d root %s", batch.batch_seq, reason, first,
                  batch.last_seq, root.hex()[:16])
+        self.batched += size
         return batch
+
+    def stats(self) -> ComponentStats:
+        """Records closed into batches and records anchored (this process), records in
+        batches not anchored yet (at the last look); errors and ledger events as events."""
+        return ComponentStats(added=self.batched, written=self.anchored_records,
+                              queue_depth=self.waiting, events={**self.counts,
+                                                                "errors": self.errors})
 
     # -- submitting (blocking; runs in a worker thread) ------------------------------------
 
     def poll(self) -> tuple[int, bool]:
         """One pass over unanchored batches, oldest first: (batches anchored now, all done)."""
         anchored, done = 0, True
-        for batch in self.journal.batches(unanchored_only=True):
+        batches = self.journal.batches(unanchored_only=True)
+        self.waiting = sum(b.tree_size for b in batches)
+        for batch in batches:
             status = self._advance(batch)
             if status == "anchored":
                 anchored += 1
+                self.waiting -= batch.tree_size
+                self.anchored_records += batch.tree_size
                 continue
             done = False
             if status != "mined":  # one transaction in flight: later batches wait for it
@@ -353,29 +368,29 @@ class AnchorSink:
     async def run(self, tail: JournalTail) -> None:
         """New records only drive batch closing; the ledger is asked when a batch has just
         closed or an in-flight one is due for its next poll, never once per reading."""
-        delay = self.policy.backoff_s[0]
+        backoff = Backoff(*self.policy.backoff_s)
         next_poll = 0.0  # at start, look at whatever a previous run left unanchored
         while True:
             try:
                 closed = self.close_due_batches(tail.head)
             except JournalUnwritable as exc:  # a full disk: ingest waits too; try later
                 self.errors += 1
+                delay = backoff.next()
                 log.warning("anchoring: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.policy.backoff_s[1])
+                await asyncio.sleep(delay)
                 continue
             if closed or time.monotonic() >= next_poll:
                 try:
                     idle = await self.submit_pending()
-                    delay = self.policy.backoff_s[0]
+                    backoff.reset()
                 except AnchorConflict:
                     raise
                 except Exception as exc:  # node down, timeout, rejected tx: retry, keep ingesting
                     self.errors += 1
+                    delay = backoff.next()
                     log.warning("anchoring: %s: %s; retrying in %.1fs", type(exc).__name__,
                                 exc, delay)
-                    next_poll = time.monotonic() + delay * random.uniform(0.8, 1.2)
-                    delay = min(delay * 2, self.policy.backoff_s[1])
+                    next_poll = time.monotonic() + delay
                 else:
                     next_poll = math.inf if idle else time.monotonic() + self.policy.poll_s
             now = time.monotonic()

@@ -13,6 +13,7 @@ from typing import Any
 
 from edge_agent.journal import Journal, JournalUnwritable
 from edge_agent.sinks.alert_feed import alert_chunks
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 
 _DETAILS: dict[str, tuple[str, ...]] = {
@@ -79,11 +80,17 @@ class ConsoleSink:
         self.journal = journal
         self.write = write
         self.position = journal.cursor(self.name)
+        self.shown = 0
+
+    def stats(self) -> ComponentStats:
+        """Alerts shown; the console holds and drops nothing."""
+        return ComponentStats(added=self.shown, written=self.shown)
 
     async def run(self, tail: JournalTail) -> None:
         async for alerts, reached in alert_chunks(self.journal, tail, self.position):
             for alert in alerts:
                 self.write(format_alert(alert.record()))
+                self.shown += 1
             if alerts:  # the stored cursor only needs to move past what was shown
                 with contextlib.suppress(JournalUnwritable):  # a full disk: shown again later
                     self.journal.commit(cursors={self.name: alerts[-1].seq})

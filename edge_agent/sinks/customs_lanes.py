@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from edge_agent.journal import Batch, Journal, JournalUnwritable, Stored
 from edge_agent.sinks.customs_acks import AckTracker
 from edge_agent.sinks.pacing import Progress
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from sealtrail.ratelog import RateLimitedLog
 
@@ -76,6 +77,9 @@ class Lanes:
     name: str
     topics: dict[str, str]
     counts: Counter[str]
+    taken: int
+    connected: asyncio.Event
+    _in_flight: int
     position: int
     _saved: dict[str, int]
     _alerts: Progress
@@ -122,12 +126,17 @@ class Lanes:
         while self._alerts_delivered() < seq or (readings and self._readings.done < seq):
             await self._advance.wait()
 
-    def stats(self) -> dict[str, int]:
-        """Messages sent, reconnects, refusals, and customs' acknowledgements."""
-        out = dict(self.counts)
-        if self.acks is not None:
-            out.update(self.acks.counts)
-        return out
+    def stats(self) -> ComponentStats:
+        """Records published and records the broker took (alerts, readings, anchor receipts;
+        resends are events, not counted again), messages awaiting their PUBACK; customs'
+        acknowledgements that did not verify are dropped; sends per lane, reconnects,
+        refusals, resends and plans are events."""
+        acks = dict(self.acks.counts) if self.acks is not None else {}
+        dropped = {"acks_bad": acks.pop("acks_bad", 0)} if self.acks is not None else {}
+        written = sum(self.counts[f"{lane}_records"] for lane in (ALERTS, READINGS, ANCHORS))
+        return ComponentStats(added=self.taken, written=written, dropped=dropped,
+                              queue_depth=self._in_flight, events={**self.counts, **acks},
+                              connected=self.connected.is_set())
 
     def alerts_pending(self) -> int:
         """Alerts not delivered yet (see `delivered`): what the status and metrics report."""

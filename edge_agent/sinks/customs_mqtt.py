@@ -59,9 +59,10 @@ from edge_agent.sinks.customs_lanes import (
     anchor_receipt,
 )
 from edge_agent.sinks.mqtt_acks import AckedPublisher, PublishRefused
-from edge_agent.sinks.pacing import Backoff, Progress, TokenBucket
+from edge_agent.sinks.pacing import Progress, TokenBucket
 from edge_agent.tail import JournalTail
 from edge_agent.ticks import sleep_aligned
+from sealtrail.backoff import Backoff
 from sealtrail.mqtt import MqttSettings
 from sealtrail.ratelog import RateLimitedLog
 
@@ -96,6 +97,7 @@ class CustomsMqttSink(Lanes):
         self.topics = {leaf: f"sealtrail/v1/{self.gateway_id}/{leaf}"
                        for leaf in (ALERTS, READINGS, ANCHORS, "status", "plans", "acks")}
         self.counts: Counter[str] = Counter()
+        self.taken = 0  # records published (again after a reconnect), for stats()
         self.max_in_flight = 0
         self.connected = asyncio.Event()
         self.failed = asyncio.Event()  # set at every lost or refused connection (tests, metrics)
@@ -144,6 +146,8 @@ class CustomsMqttSink(Lanes):
                 item = self._next_item()
                 if item is None:
                     continue
+                if item.lane != RESEND:
+                    self.taken += item.records
                 self._in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self._in_flight)
                 task = asyncio.create_task(self._send(acks, item, failed))

@@ -1,16 +1,14 @@
-"""Pure pieces of at-least-once delivery: acknowledged progress, pacing and retry backoff.
+"""Pure pieces of at-least-once delivery: acknowledged progress and pacing.
 
 A sink publishes many messages at once (a window) and acknowledgements can come back in any
 order, but its journal cursor may only move past a record once it and everything before it is
 acknowledged; `Progress` keeps that contiguous position. `TokenBucket` lets live traffic out at
 once and paces a backlog (after an outage, weeks of readings must not flood customs' broker
-or the cellular link). `Backoff` is the capped, jittered exponential delay between retries, so
-a fleet of gateways that lost the broker together does not come back in lockstep.
+or the cellular link). The delay between retries is the project's one, `sealtrail.backoff`.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
@@ -79,23 +77,3 @@ class TokenBucket:
         self._at = now
         self._tokens -= 1.0  # may go negative: the debt is what the caller waits out
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-
-class Backoff:
-    """Capped exponential backoff with +/-20 % jitter; `reset` after a success."""
-
-    def __init__(self, initial: float, cap: float, rng: random.Random | None = None):
-        if not 0 < initial <= cap:
-            raise ValueError(f"backoff needs 0 < initial <= cap, got {initial} and {cap}")
-        self.initial = initial
-        self.cap = cap
-        self._next = initial
-        self._rng = rng or random.Random()
-
-    def next(self) -> float:
-        delay = self._next * self._rng.uniform(0.8, 1.2)
-        self._next = min(self._next * 2, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 from edge_agent.journal import Journal, JournalUnwritable, Stored
 from edge_agent.sinks.alert_feed import alert_chunks
-from edge_agent.sinks.pacing import Backoff
 from edge_agent.sinks.tls import client_context
+from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
+from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class WebhookSink:
         self._tls = settings.tls or client_context()
         self.position = journal.cursor(name)
         self.counts: Counter[str] = Counter()
+        self.taken = 0  # alerts this process started delivering
         self.last_error: str | None = None
         self.attempted = asyncio.Event()  # set after every attempt (tests, metrics)
         self._ratelog = RateLimitedLog(log)
@@ -95,8 +97,17 @@ class WebhookSink:
             reason = exc.reason
             raise reason if isinstance(reason, OSError) else OSError(str(reason)) from exc
 
+    def stats(self) -> ComponentStats:
+        """Alerts taken, delivered, and dropped because the endpoint refused them for good
+        (they still go to customs over MQTT); failed attempts as events."""
+        events = dict(self.counts)
+        written, refused = events.pop("delivered", 0), events.pop("refused", 0)
+        return ComponentStats(added=self.taken, written=written, dropped={"refused": refused},
+                              queue_depth=self.taken - written - refused, events=events)
+
     async def _deliver(self, alert: Stored) -> None:
         """Until the endpoint takes it, or definitely refuses it `refusal_retries` + 1 times."""
+        self.taken += 1
         backoff = Backoff(*self.settings.backoff_s)
         refusals = 0
         while True:

@@ -35,7 +35,7 @@ class GpsStream:
 
     @property
     def counts(self) -> Counter[str]:
-        """Dropped fixes by reason (``dropped_<reason>``) and health events emitted."""
+        """Dropped fixes by reason (``dropped_<reason>``): every filter count is a drop."""
         return Counter({f"dropped_{k}": v for k, v in self.filter.counts.items()})
 
     def observe(self, obs: GpsFix | NoFix) -> list[Draft]:

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +33,9 @@ from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
 from edge_agent.sources.gps_fix import GpsFix, NoFix
 from edge_agent.sources.gps_stream import GpsStream
-from edge_agent.sources.gpsd_decode import GpsdDecoder
+from edge_agent.sources.gpsd_decode import NOT_DROPPED, GpsdDecoder
+from edge_agent.stats import ComponentStats, split
+from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class GpsdSource:
         self.merge_window_s = merge_window_s
         self.connect_timeout_s = connect_timeout_s
         self.clock = clock
-        self._backoff = backoff_s
+        self._backoff = Backoff(*backoff_s)
         self._ratelog = RateLimitedLog(log)
         self._flowing = False  # TPVs are arriving: the state whose changes are recorded
         self._ever_flowed = False
@@ -96,18 +97,17 @@ class GpsdSource:
 
     async def run(self, emit: Emit) -> None:
         """Read fixes forever, reconnecting as needed; returns only when cancelled."""
-        delay = self._backoff[0]
         while True:
             try:
                 async with asyncio.timeout(self.connect_timeout_s):
                     reader, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError) as exc:
                 self.counts["connect_failed"] += 1
+                delay = self._backoff.next()
                 self._ratelog.warning(f"{self.name} connect", "%s: cannot connect to %s (%s);"
                                       " retrying in %.1fs", self.name, self.url, exc, delay)
                 await self._lost(emit, "connect_failed")
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._backoff[1])
+                await asyncio.sleep(delay)
                 continue
             self.counts["connects"] += 1
             before = self.counts["bytes"]
@@ -134,9 +134,8 @@ class GpsdSource:
             self._ratelog.warning(f"{self.name} gone", "%s: connection to %s ended (%s); "
                                   "reconnecting", self.name, self.url, reason)
             if self.counts["bytes"] > before:  # a working session: start backing off afresh
-                delay = self._backoff[0]
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self._backoff[1])
+                self._backoff.reset()
+            await asyncio.sleep(self._backoff.next())
 
     async def _read(self, reader: asyncio.StreamReader, emit: Emit) -> str:
         """Pump one connection until it ends; returns why ("eof" or "stall")."""
@@ -189,10 +188,13 @@ class GpsdSource:
         return Draft(self.clock(), "status", self.sensor_id,
                      {"event": event, "port": self.url, **details})
 
-    def stats(self) -> dict[str, int]:
-        """Connection, framing, decoder and filter counters in one flat view."""
-        merged = Counter(self.counts)
-        merged.update({f"gpsd_{k}": v for k, v in self.decoder.counts.items()})
-        merged["accepted"] = self.stream.accepted
-        merged.update(self.stream.counts)
-        return dict(merged)
+    def stats(self) -> ComponentStats:
+        """Fixes decoded and accepted; reports, fields and fixes dropped by reason; bytes,
+        connections, stalls, no-fix epochs and gpsd's own messages as events."""
+        dropped, events = split(self.decoder.counts, NOT_DROPPED, "gpsd_")
+        dropped.update(self.stream.counts)
+        port = dict(self.counts)
+        dropped["line_too_long"] = port.pop("line_too_long", 0)
+        return ComponentStats(added=port.pop("fixes", 0), written=self.stream.accepted,
+                              dropped=dropped, events={**events, **port},
+                              connected=self.connected.is_set())

@@ -131,6 +131,12 @@ class _Epoch:
     gst: _Gst | None = None
 
 
+NOT_DROPPED = frozenset({"watch", "tpv", "tpv_nofix", "sky", "gst", "fixes", "between_epochs",
+                         "other_class", "proto_mismatch", "gpsd_error", "unknown_status"})
+"""Counts of reports taken, or of what gpsd said (its errors, other report classes); every
+other count names why a report or a field of one was dropped."""
+
+
 class GpsdDecoder:
     """Stateful decoder: ``feed`` one line at a time; returns the observations it completed.
 

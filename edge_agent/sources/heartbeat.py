@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from edge_agent.agent import Emit
 from edge_agent.journal import Draft
+from edge_agent.stats import ComponentStats
 
 
 def wall_ms() -> int:
@@ -32,6 +33,10 @@ class HeartbeatSource:
         self.src = src
         self.clock = clock
         self.sent = 0
+
+    def stats(self) -> ComponentStats:
+        """Heartbeats written; nothing comes in, so nothing is added or dropped."""
+        return ComponentStats(written=self.sent)
 
     def draft(self) -> Draft:
         return Draft(self.clock(), "status", self.src, {"event": "heartbeat"})

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from edge_agent.agent import AfterCommit, Emit
 from edge_agent.journal import Draft
@@ -36,6 +36,8 @@ from edge_agent.sources.mqtt_wire import MqttSubscriber, Publish, WireError
 from edge_agent.sources.nmea_fields import Reject
 from edge_agent.sources.seal_auth import SealAuthenticator
 from edge_agent.sources.seal_codec import decode_json
+from edge_agent.stats import ComponentStats
+from sealtrail.backoff import Backoff
 from sealtrail.mqtt import MqttSettings
 from sealtrail.ratelog import RateLimitedLog
 
@@ -57,6 +59,7 @@ class MqttSealSource:
         self.batch_s = batch_s
         self.topic = f"sealtrail/v1/{gateway_id}/sensors/+"
         self.counts: Counter[str] = Counter()
+        self.decoded = 0
         self.connected = asyncio.Event()
         self._ratelog = RateLimitedLog(log)
 
@@ -67,13 +70,13 @@ class MqttSealSource:
     async def run(self, emit: Emit) -> None:
         """Receive forever; a broker that is down or drops us is retried with backoff."""
         s = self.settings
-        delay = s.backoff_s[0]
+        backoff = Backoff(*s.backoff_s)
         while True:
             sub = MqttSubscriber(s, receive_maximum=self.receive_maximum, batch_s=self.batch_s)
             try:
                 await sub.connect()
                 await sub.subscribe(self.topic)
-                delay = s.backoff_s[0]
+                backoff.reset()
                 self.connected.set()
                 self.auth.new_connection()
                 log.info("%s: subscribed to %s (session %s)", self.name, self.topic,
@@ -89,13 +92,13 @@ class MqttSealSource:
                         confirmed = sub.confirmed
             except WireError as exc:
                 self.counts["disconnects"] += 1
+                delay = backoff.next()
                 self._ratelog.warning(f"{self.name} down", "%s: %s; reconnecting in %.1fs",
                                       self.name, exc, delay)
             finally:
                 self.connected.clear()
                 await sub.close()  # acks still queued behind commits are now void
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, s.backoff_s[1])
+            await asyncio.sleep(delay)
 
     async def _handle(self, batch: list[Publish], sub: MqttSubscriber, emit: Emit) -> None:
         drafts: list[Draft] = []
@@ -124,6 +127,7 @@ class MqttSealSource:
         except Exception:  # pragma: no cover - defensive: untrusted input must not kill us
             self.counts["seal_internal_error"] += 1
             return []
+        self.decoded += 1
         return self.auth.check(msg, "mqtt", packet_id=message.packet_id or None,
                                redelivered=message.dup)
 
@@ -136,8 +140,12 @@ class MqttSealSource:
                 self.counts["acked"] += len(ids)
         return acknowledge
 
-    def stats(self) -> dict[str, int]:
-        merged = Counter(self.counts)
-        merged.update({f"auth_{k}": v for k, v in self.auth.counts.items()})
-        return dict(merged)
+    def stats(self) -> ComponentStats:
+        """Messages decoded, readings accepted, drops by reason; messages received, PUBACKs
+        sent and disconnects as events."""
+        counts = dict(self.counts)
+        rejected = {k: counts.pop(k) for k in list(counts) if k.startswith("seal_")}
+        part = self.auth.stats("mqtt", decoded=self.decoded, rejected=rejected)
+        return replace(part, events={**part.events, **counts},
+                       connected=self.connected.is_set())
 

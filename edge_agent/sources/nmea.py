@@ -153,6 +153,11 @@ _MERGE: dict[str, Callable[[_Epoch, Any], None]] = {
     "ZDA": _merge_zda, "VTG": _merge_vtg, "GSA": _merge_gsa, "GST": _merge_gst}
 
 
+NOT_DROPPED = frozenset({"unsupported", "proprietary"})
+"""Counts of sentences a healthy receiver sends that carry nothing we read (GSV, TXT, $P...);
+every other count names why a line was dropped."""
+
+
 class NmeaDecoder:
     """Stateful line decoder: ``feed`` one line at a time, get a ``GpsFix`` when an epoch is done.
 

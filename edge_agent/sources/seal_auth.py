@@ -47,13 +47,14 @@ import stat
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_agent.journal import Draft, Journal
 from edge_agent.sources.seal_codec import SEAL_ID_RE, MacKey, SealMessage
+from edge_agent.stats import ComponentStats, split
 
 ALERT_NAMESPACE = uuid.UUID("6f1d3c2e-5a1b-5c7d-9e8f-5ea17a11e002")
 RECENT = 16384
@@ -62,6 +63,9 @@ restart the newest ones committed): see the module docstring."""
 RING = "seal-recent/"
 RING_ROWS = 256  # batches whose deliveries are kept in the state table
 RAISED_MEMORY = 4096
+NOT_DROPPED = frozenset({"duplicate", "unknown_seal"})
+"""A redelivery recognised as one, and a seal we hold no key for (reported as an untrusted
+``unknownSeal`` status, so it is not lost); a bad MAC or a replay is a drop."""
 
 
 class KeystoreError(Exception):
@@ -127,6 +131,7 @@ class SealAuthenticator:
         self.monotonic = monotonic
         self.recent_window = recent
         self.counts: Counter[str] = Counter()
+        self.by_via: dict[str, Counter[str]] = {}  # the same, per source (several share us)
         self._macs: dict[str, MacKey] = {}  # keys set up for HMAC, as seals are heard
         self._seals: dict[str, _SealState] = {}
         self._unknown_reported: dict[str, float] = {}
@@ -228,11 +233,11 @@ class SealAuthenticator:
         st = self._state(msg.seal_id)
         if msg.ctr <= st.ctr:
             if redelivered and st.recent.get(msg.ctr) == _ident(msg, packet_id):
-                self.counts["duplicate"] += 1
+                self._count(via, "duplicate")
                 return []
             return self._failure(msg, via, "replay")
         st.ctr = msg.ctr
-        self.counts["accepted"] += 1
+        self._count(via, "accepted")
         # built by hand: this runs for every reading and is committed with it
         state = {state_key(msg.seal_id): f'{{"ctr":{st.ctr}}}'}
         if packet_id is not None:  # only what can be redelivered needs remembering
@@ -250,8 +255,21 @@ class SealAuthenticator:
         else:
             self._ring_saved.get(seal_id, {}).pop(ctr, None)
 
+    def _count(self, via: str, outcome: str) -> None:
+        self.counts[outcome] += 1
+        self.by_via.setdefault(via, Counter())[outcome] += 1
+
+    def stats(self, via: str, *, decoded: int, rejected: Mapping[str, int]) -> ComponentStats:
+        """A seal source's figures: the messages it decoded, the readings accepted from it,
+        what its decoder rejected (``rejected``) and what failed authentication here."""
+        counts = dict(self.by_via.get(via, {}))
+        accepted = counts.pop("accepted", 0)
+        dropped, events = split(counts, NOT_DROPPED, "auth_")
+        return ComponentStats(added=decoded, written=accepted, dropped={**rejected, **dropped},
+                              events=events)
+
     def _unknown(self, msg: SealMessage, via: str) -> list[Draft]:
-        self.counts["unknown_seal"] += 1
+        self._count(via, "unknown_seal")
         now = self.monotonic()
         if now - self._unknown_reported.get(msg.seal_id, float("-inf")) < self.unknown_report_s:
             return []
@@ -263,7 +281,7 @@ class SealAuthenticator:
             "message": msg.wire_text(), "trusted": False})]
 
     def _failure(self, msg: SealMessage, via: str, reason: str) -> list[Draft]:
-        self.counts[reason] += 1
+        self._count(via, reason)
         st = self._state(msg.seal_id)
         now = self.monotonic()
         if now - st.last_alert < self.alert_interval_s:

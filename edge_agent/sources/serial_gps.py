@@ -10,8 +10,9 @@ from edge_agent.agent import Item
 from edge_agent.sources.gnss_health import HealthParams
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.gps_stream import GpsStream
-from edge_agent.sources.nmea import NmeaDecoder
+from edge_agent.sources.nmea import NOT_DROPPED, NmeaDecoder
 from edge_agent.sources.serial_port import SerialLineSource
+from edge_agent.stats import ComponentStats, split
 
 
 class NmeaHandler:
@@ -29,12 +30,12 @@ class NmeaHandler:
     def reset(self) -> list[Item]:
         return [d for obs in self.decoder.reset() for d in self.stream.observe(obs)]
 
-    def stats(self) -> dict[str, int]:
-        out = {f"nmea_{k}": v for k, v in self.decoder.counts.items()}
-        out["fixes"] = self.decoder.emitted
-        out["accepted"] = self.stream.accepted
-        out.update(self.stream.counts)
-        return out
+    def stats(self) -> ComponentStats:
+        """Fixes decoded and accepted; lines and fixes dropped by the decoder and filters."""
+        dropped, events = split(self.decoder.counts, NOT_DROPPED, "nmea_")
+        dropped.update(self.stream.counts)
+        return ComponentStats(added=self.decoder.emitted, written=self.stream.accepted,
+                              dropped=dropped, events=events)
 
 
 class SerialGpsSource(SerialLineSource):

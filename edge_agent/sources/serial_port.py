@@ -25,10 +25,10 @@ import contextlib
 import errno
 import logging
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import serial
@@ -36,7 +36,9 @@ import serial
 from edge_agent.agent import Emit, Item
 from edge_agent.journal import Draft
 from edge_agent.sources.framing import LineFramer
+from edge_agent.stats import ComponentStats
 from edge_agent.ticks import sleep_aligned
+from sealtrail.backoff import Backoff
 from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,9 @@ class LineHandler(Protocol):
         """The link dropped: give up partial state (e.g. an epoch missing its other half)."""
         ...
 
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> ComponentStats:
+        """What the decoder counted; the port adds framing and connection counts."""
+        ...
 
 
 def _set_once(ready: asyncio.Future[None]) -> None:
@@ -83,7 +87,7 @@ class SerialLineSource:
         self.connected = asyncio.Event()
         self.silence_s = silence_s
         self.clock = clock
-        self._backoff = backoff_s
+        self._backoff = Backoff(*backoff_s)
         self._ratelog = RateLimitedLog(log)
         self._was_connected = False
         self.read_interval_s = 0.0
@@ -94,16 +98,15 @@ class SerialLineSource:
 
     async def run(self, emit: Emit) -> None:
         """Read forever, reconnecting as needed; returns only when cancelled."""
-        delay = self._backoff[0]
         while True:
             try:
                 port = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 self.counts["open_failed"] += 1
+                delay = self._backoff.next()
                 self._ratelog.warning(f"{self.name} open", "%s: cannot open %s (%s); retrying "
                                       "in %.1fs", self.name, self.port, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._backoff[1])
+                await asyncio.sleep(delay)
                 continue
             opened = time.monotonic()
             if self._was_connected:
@@ -127,10 +130,9 @@ class SerialLineSource:
             if time.monotonic() - opened < STABLE_S:
                 # a flapping adapter (opens, dies at once) backs off like one that cannot open,
                 # or it would fill the journal with connect/disconnect records
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._backoff[1])
+                await asyncio.sleep(self._backoff.next())
             else:
-                delay = self._backoff[0]
+                self._backoff.reset()
 
     async def _read(self, port: serial.Serial, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
@@ -177,7 +179,7 @@ class SerialLineSource:
                 if self.handler.rejected != rejected:
                     rejected = self.handler.rejected
                     self._ratelog.warning(f"{self.name} bad line", "%s: dropped a line (%d so "
-                                          "far; reasons in stats()): %r", self.name, rejected,
+                                          "far; reasons in /metrics): %r", self.name, rejected,
                                           line[:80])
                 else:
                     last_good, bytes_since_good = loop.time(), 0
@@ -202,8 +204,11 @@ class SerialLineSource:
     def _status(self, event: str, **details: object) -> Draft:
         return Draft(self.clock(), "status", self.sensor_id, {"event": event, **details})
 
-    def stats(self) -> dict[str, int]:
-        """Framing, connection and decoder counters in one flat view (for status/metrics)."""
-        merged = Counter(self.counts)
-        merged.update(self.handler.stats())
-        return dict(merged)
+    def stats(self) -> ComponentStats:
+        """The decoder's figures, plus the port's: overlong lines dropped by the framer;
+        bytes, open failures, disconnects, silences and garbled spells as events."""
+        part = self.handler.stats()
+        port = dict(self.counts)
+        dropped = {**part.dropped, "line_too_long": port.pop("line_too_long", 0)}
+        return replace(part, dropped=dropped, events={**part.events, **port},
+                       connected=self.connected.is_set())

@@ -13,6 +13,7 @@ from edge_agent.sources.nmea_fields import Reject
 from edge_agent.sources.seal_auth import SealAuthenticator
 from edge_agent.sources.seal_codec import decode_sentence
 from edge_agent.sources.serial_port import SerialLineSource
+from edge_agent.stats import ComponentStats
 
 
 class SealSentenceHandler:
@@ -21,6 +22,7 @@ class SealSentenceHandler:
         self.via = via
         self.counts: Counter[str] = Counter()
         self.rejected = 0
+        self.decoded = 0
 
     def handle(self, line: bytes) -> list[Item]:
         try:
@@ -33,13 +35,16 @@ class SealSentenceHandler:
             self.counts["seal_internal_error"] += 1
             self.rejected += 1
             return []
+        self.decoded += 1
         return list(self.auth.check(msg, self.via))
 
     def reset(self) -> list[Item]:
         return []
 
-    def stats(self) -> dict[str, int]:
-        return dict(self.counts)
+    def stats(self) -> ComponentStats:
+        """Sentences decoded, readings accepted (by the authenticator, for this reader),
+        sentences and messages dropped by reason."""
+        return self.auth.stats(self.via, decoded=self.decoded, rejected=self.counts)
 
 
 class SerialSealSource(SerialLineSource):
