@@ -36,7 +36,7 @@ def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from edge_agent.retention import verify_pruned_prefix
+    from edge_agent.journal.retention import verify_pruned_prefix
     from ledger_client.keys import public_from_hex
     from ledger_client.merkle import ProofError
     from ledger_client.proof import BatchRoot, verify_log
