@@ -18,6 +18,14 @@ the group it was writing, retries with backoff and logs the cause each time; the
 sources block, MQTT sensors are not acknowledged (their broker keeps the messages), serial
 devices are not read. Everything else keeps running (metrics, delivery of what is journaled).
 When a write succeeds again, a signed ``diskFull`` status record tells how long it lasted.
+
+Commits run in a worker thread: a commit waits for an fsync (tens of milliseconds on an SD
+card, seconds on a tired one), and the event loop that waits meanwhile is the one reading the
+serial ports and the MQTT sensors. So while a group is being written the sources keep reading
+and the next group gathers in the queue; ingest itself writes one group at a time, in order,
+and runs a group's AfterCommits only once that group is durable. A stop arriving while a
+commit is in the thread lets that commit finish and be accounted for (it must not be written
+twice by the stop's final commit) before ingest ends.
 """
 
 from __future__ import annotations
@@ -93,6 +101,7 @@ class Agent:
         self._drafts_queued = 0  # drafts (and alerts among them) in the queue: when to flush
         self._alerts_queued = 0
         self._pending: list[Item] = []
+        self._stop_deferred = False  # a cancel that arrived during a commit in the thread
 
     def problems(self) -> list[str]:
         """Conditions the gateway's status reports to customs (``diskFull``)."""
@@ -157,22 +166,39 @@ class Agent:
         if stored:
             self.ingested += len(stored)
             await self.tail.advanced(stored[-1].seq)
+        if self._stop_deferred:  # the group is accounted for: now the stop may proceed
+            self._stop_deferred = False
+            raise asyncio.CancelledError
 
     async def _write(self, drafts: list[Draft]) -> list[Stored]:
         """Append, waiting out a journal that cannot be written; RecordError passes."""
         delay = self.retry_s[0]
         while True:
             try:
-                stored = self.journal.append(drafts)
+                stored = await self._append(drafts)
                 break
             except JournalUnwritable as exc:
                 self._note_unwritable(exc, delay)
+                if self._stop_deferred:  # nothing was written: the group stays pending
+                    self._stop_deferred = False
+                    raise asyncio.CancelledError from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_s[1])
         self.commits += 1
         if self.unwritable is not None:
-            stored += self._note_writable()
+            stored += await self._note_writable()
         return stored
+
+    async def _append(self, drafts: list[Draft]) -> list[Stored]:
+        """journal.append in a worker thread, the loop free meanwhile. A cancel (a stop)
+        arriving while the thread writes waits for it: the write's outcome must be known,
+        and is dealt with as usual; the stop is taken up once the group is accounted for."""
+        write = asyncio.ensure_future(asyncio.to_thread(self.journal.append, drafts))
+        while True:
+            try:
+                return await asyncio.shield(write)
+            except asyncio.CancelledError:
+                self._stop_deferred = True
 
     def _note_unwritable(self, exc: JournalUnwritable, delay: float) -> None:
         if self.unwritable is None:
@@ -183,7 +209,7 @@ class Agent:
                   "their messages) and %d items wait; retrying in %.1fs", exc,
                   self.queue.qsize(), delay)
 
-    def _note_writable(self) -> list[Stored]:
+    async def _note_writable(self) -> list[Stored]:
         """The journal took a write again: say so in the chain, with how long it lasted."""
         now = time.time_ns() // 1_000_000
         since = self.unwritable_since_ms or now
@@ -193,7 +219,7 @@ class Agent:
                     (now - since) / 1000, self.unwritable)
         self.unwritable = self.unwritable_since_ms = None
         try:
-            return self.journal.append([event])
+            return await self._append([event])
         except JournalUnwritable:
             return []  # the data went in; the note is lost, the log has it
 

@@ -23,8 +23,8 @@ from edge_agent.agent import Agent, Consumer, Emit, Item, Source
 from edge_agent.config import Config, LedgerConfig, read_secret
 from edge_agent.config_checks import ack_keys_file
 from edge_agent.journal import Draft, Journal
+from edge_agent.journal.retention import Retention, wal_limit_for
 from edge_agent.metrics import Watched
-from edge_agent.retention import Retention, wal_limit_for
 from edge_agent.sinks.anchor import AnchorConflict, AnchorSink, BatchPolicy
 from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gnss_health import HealthParams

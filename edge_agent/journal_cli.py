@@ -21,8 +21,15 @@ def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     with path.open("rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
             raise UsageError(f"{path}: not a SealTrail journal (not an SQLite database)")
+    from edge_agent.journal.schema import FORMAT_VERSION
+
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > FORMAT_VERSION:
+            db.close()
+            raise UsageError(f"{path}: journal format {version} is newer than this sealtrail's "
+                             f"({FORMAT_VERSION}); upgrade sealtrail to verify it")
         meta = dict(db.execute("SELECT key, value FROM meta"))
         db.execute("SELECT seq, signed FROM records LIMIT 0")
         db.execute("SELECT first_seq, tree_size, root FROM batches LIMIT 0")
@@ -36,7 +43,7 @@ def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from edge_agent.retention import verify_pruned_prefix
+    from edge_agent.journal.retention import verify_pruned_prefix
     from ledger_client.keys import public_from_hex
     from ledger_client.merkle import ProofError
     from ledger_client.proof import BatchRoot, verify_log

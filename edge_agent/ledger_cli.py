@@ -172,7 +172,7 @@ def unexported(jf: JournalFile, args: argparse.Namespace,
     """The seqs --seq asked for that are not in the journal, by why: ``pruned`` (retention
     deleted them: only alerts, their evidence and batch boundaries are kept) or
     ``beyond_head``. An export says so rather than silently being smaller than asked."""
-    from edge_agent.retention import pruned_through
+    from edge_agent.journal.retention import pruned_through
 
     boundary, head = pruned_through(jf.db), jf.head()
     kept = sorted(chosen)
@@ -209,7 +209,8 @@ def _merged(gaps: list[tuple[int, int]]) -> list[str]:
 
 def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
                    selection: dict[str, Any]) -> evidence.Evidence:
-    from edge_agent.retention import stored_path  # proofs kept for records of pruned batches
+    # proofs kept for records of pruned batches
+    from edge_agent.journal.retention import stored_path
     from ledger_client import evidence
 
     batches = [_batch_info(b) for b in jf.batches()]

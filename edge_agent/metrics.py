@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.agent import Agent
-from edge_agent.retention import Retention, file_bytes, pruned_through
+from edge_agent.journal import JournalFigures
+from edge_agent.journal.retention import Retention, file_bytes
 from edge_agent.stats import Component, ComponentStats
 
 log = logging.getLogger(__name__)
@@ -85,31 +86,34 @@ def _number(value: float) -> str:
 
 # --- collecting --------------------------------------------------------------------------------
 
-def journal_figures(w: Watched) -> dict[str, Any]:
-    """Head, anchoring and alert figures, from indexed queries under the journal lock."""
+JournalReads = tuple[JournalFigures, dict[str, int]]
+
+
+def journal_reads(w: Watched) -> JournalReads:
+    """The scrape's journal queries: the journal's figures and the backlog of alert sinks that
+    do not count their own. Blocking (a read may wait for the disk), so MetricsServer runs it
+    in a worker thread; the rest of a scrape reads memory on the event loop."""
+    journal = w.agent.journal
+    backlog = {c.name: journal.count_alerts_after(c.position) for c in w.agent.consumers
+               if c.name in w.alert_sinks and not hasattr(c, "alerts_pending")}
+    return journal.figures(), backlog
+
+
+def journal_figures(w: Watched, reads: JournalReads | Exception | None = None
+                    ) -> dict[str, Any]:
+    """Head, anchoring and alert figures from `reads` (journal_reads; read here if None)."""
+    if isinstance(reads, Exception):
+        raise reads
     agent = w.agent
-    journal = agent.journal
     head = agent.tail.head
-    with journal.locked() as db:
-        recent = db.execute("SELECT first_seq, tree_size, status FROM batches "
-                            "ORDER BY batch_seq DESC LIMIT 64").fetchall()
-        anchored_through = _anchored_through(db, recent)
-        first_open = db.execute("SELECT t_ms FROM records WHERE seq > ? ORDER BY seq LIMIT 1",
-                                (anchored_through,)).fetchone()
-        alerts = db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
-        pending = {}
-        for consumer in agent.consumers:
-            if consumer.name in w.alert_sinks and not hasattr(consumer, "alerts_pending"):
-                pending[consumer.name] = db.execute(
-                    "SELECT COUNT(*) FROM alerts WHERE seq > ?", (consumer.position,)
-                ).fetchone()[0]
-        pruned = pruned_through(db)
-        row = db.execute("SELECT value FROM meta WHERE key = 'pruned_records'").fetchone()
+    figures, backlog = reads if reads is not None else journal_reads(w)
+    anchored_through = figures.anchored_through
+    pending = dict(backlog)
     oldest_age = 0.0
-    if first_open is not None and anchored_through < head:
-        oldest_age = max(0.0, time.time() - first_open[0] / 1000)
+    if figures.first_unanchored_t_ms is not None and anchored_through < head:
+        oldest_age = max(0.0, time.time() - figures.first_unanchored_t_ms / 1000)
     unacked = None
-    for consumer in agent.consumers:  # outside the lock: these take it themselves
+    for consumer in agent.consumers:  # their own counts, from memory and the reader
         if consumer.name in w.alert_sinks and hasattr(consumer, "alerts_pending"):
             pending[consumer.name] = consumer.alerts_pending()
         tracker = getattr(consumer, "acks", None)
@@ -119,21 +123,8 @@ def journal_figures(w: Watched) -> dict[str, Any]:
             unacked = (count, age)
     return {"head": head, "anchored_through": anchored_through, "oldest_age": oldest_age,
             "unacked": unacked,
-            "alerts": alerts, "pending": pending, "pruned_through": pruned,
-            "pruned_records": int(row[0]) if row else 0}
-
-
-def _anchored_through(db: Any, recent: list[tuple[int, int, str]]) -> int:
-    """Last seq of the anchored prefix. Batches anchor in order, so the newest anchored batch
-    is near the end: look at the last 64 first, scan the table only after a long outage."""
-    for first, size, status in recent:
-        if status == "anchored":
-            return first + size - 1
-    if not recent:
-        return 0
-    row = db.execute("SELECT MAX(first_seq + tree_size - 1) FROM batches "
-                     "WHERE status = 'anchored'").fetchone()
-    return row[0] or 0
+            "alerts": figures.alerts, "pending": pending, "pruned_through": figures.pruned_through,
+            "pruned_records": figures.pruned_records}
 
 
 def component_stats(agent: Agent) -> list[tuple[str, str, ComponentStats]]:
@@ -175,7 +166,7 @@ def render_components(out: Exposition, agent: Agent) -> None:
              if r == "consumer" and s.connected is not None])
 
 
-def render(w: Watched) -> str:
+def render(w: Watched, reads: JournalReads | Exception | None = None) -> str:
     agent = w.agent
     out = Exposition()
     out.add("sealtrail_up", "gauge", "1 while the agent runs", 1 if w.running else 0)
@@ -197,7 +188,7 @@ def render(w: Watched) -> str:
     out.add("sealtrail_ingest_queue_depth", "gauge", "items waiting for ingest",
             agent.queue.qsize())
     out.add("sealtrail_ingest_queue_capacity", "gauge", "ingest queue bound", agent.queue.maxsize)
-    j = journal_figures(w)
+    j = journal_figures(w, reads)
     out.add("sealtrail_journal_head_seq", "gauge", "seq of the newest record", j["head"])
     out.add("sealtrail_consumer_lag_records", "gauge", "journal head minus the consumer's "
             "position", [({"consumer": c.name}, max(0, j["head"] - c.position))
@@ -257,14 +248,15 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def health(w: Watched) -> tuple[int, dict[str, Any]]:
+def health(w: Watched, reads: JournalReads | Exception | None = None
+           ) -> tuple[int, dict[str, Any]]:
     """200 while the agent runs and its journal answers; 503 otherwise. Warnings (a sensor
     unplugged, the ledger unreachable, the journal over its bound) do not fail the check:
     restarting the agent would not fix them."""
     warnings = []
     body: dict[str, Any] = {"gateway": w.gateway_id}
     try:
-        j = journal_figures(w)
+        j = journal_figures(w, reads)
     except Exception as exc:  # the journal is the one thing the agent cannot run without
         return 503, {**body, "status": "failing", "error": f"journal: {exc}"}
     body.update({"head_seq": j["head"], "anchor_lag_records": j["head"] - j["anchored_through"],
@@ -313,7 +305,7 @@ class MetricsServer:
                     pass  # headers: not needed
             method, _, rest = request.decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
-            status, ctype, body = self._respond(method, path)
+            status, ctype, body = await self._respond(method, path)
         except (TimeoutError, ValueError, asyncio.LimitOverrunError, ConnectionError):
             status, ctype, body = 400, "text/plain", b"bad request\n"
         try:
@@ -331,16 +323,21 @@ class MetricsServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+    async def _respond(self, method: str, path: str) -> tuple[int, str, bytes]:
         self.requests[path if path in ("/metrics", "/healthz") else "other"] += 1
         if path not in ("/metrics", "/healthz"):
             return 404, "text/plain", b"not found: try /metrics or /healthz\n"
         if method != "GET":
             return 405, "text/plain", b"GET only\n"
+        reads: JournalReads | Exception
+        try:  # the SQL off the event loop, which keeps reading sensors meanwhile
+            reads = await asyncio.to_thread(journal_reads, self.watched)
+        except Exception as exc:
+            reads = exc
         try:
             if path == "/metrics":
-                return 200, CONTENT_TYPE, render(self.watched).encode("utf-8")
-            status, doc = health(self.watched)
+                return 200, CONTENT_TYPE, render(self.watched, reads).encode("utf-8")
+            status, doc = health(self.watched, reads)
             return status, "application/json", (json.dumps(doc) + "\n").encode("utf-8")
         except Exception:
             log.exception("metrics: answering %s failed", path)

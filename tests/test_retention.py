@@ -14,8 +14,8 @@ from eth_account import Account
 
 from edge_agent import journal_cli
 from edge_agent.journal import Draft, Journal
+from edge_agent.journal.retention import Retention, file_bytes, stored_path
 from edge_agent.ledger_cli import JournalFile, build_evidence, select
-from edge_agent.retention import Retention, file_bytes, stored_path
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain, evidence
 from ledger_client.keys import public_hex
@@ -63,8 +63,7 @@ class Env:
         return retention
 
     def seqs(self) -> list[int]:
-        with self.journal.locked() as db:
-            return [row[0] for row in db.execute("SELECT seq FROM records ORDER BY seq")]
+        return [stored.seq for stored in self.journal.read_after(0, 1 << 30)]
 
 
 @pytest.fixture

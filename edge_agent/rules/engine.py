@@ -149,6 +149,12 @@ class RulesEngine:
         """Evaluate a run of committed records (the next after ``position``, which moves past
         them); return the alerts raised, committed together with state and cursor. Without
         alerts the commit waits for the checkpoint interval."""
+        drafts = self._judge(records)
+        return self._save(drafts) if drafts is not None else []
+
+    def _judge(self, records: list[Stored]) -> list[Draft] | None:
+        """Evaluate `records`: the drafts to commit now with state and cursor, or None when
+        nothing is due before the checkpoint interval."""
         drafts: list[Draft] = []
         for stored in records:
             try:
@@ -163,10 +169,8 @@ class RulesEngine:
         self._unsaved += len(records)
         if (drafts or self._unsaved >= self.checkpoint_records
                 or self._monotonic() - self._saved_at >= self.checkpoint_s):
-            stored = self._save(drafts)
-            self.raised.update(d.body["type"] for d in drafts)
-            return stored
-        return []
+            return drafts
+        return None
 
     def checkpoint(self) -> None:
         """Commit state and cursor if evaluation has run ahead of them (at stop, and for
@@ -175,10 +179,22 @@ class RulesEngine:
             self._save([])
 
     def _save(self, drafts: list[Draft]) -> list[Stored]:
+        return self._saved(drafts, self.journal.append(drafts, **self._commit_args()))
+
+    async def _save_off_loop(self, drafts: list[Draft]) -> list[Stored]:
+        """_save with the commit (an fsync) in a worker thread: the event loop reads the
+        sensors meanwhile. State is taken here, on the loop, where the rules change it."""
+        stored = await asyncio.to_thread(self.journal.append, drafts, **self._commit_args())
+        return self._saved(drafts, stored)
+
+    def _commit_args(self) -> dict[str, Any]:
         keep = set(self._plan.seal_container) if self._plan is not None else set()
-        state = self._assets.state_out(self._engine_state, keep)
-        stored = self.journal.append(drafts, cursors={CURSOR: self.position}, state=state)
+        return {"cursors": {CURSOR: self.position},
+                "state": self._assets.state_out(self._engine_state, keep)}
+
+    def _saved(self, drafts: list[Draft], stored: list[Stored]) -> list[Stored]:
         self._unsaved, self._saved_at = 0, self._monotonic()
+        self.raised.update(d.body["type"] for d in drafts)
         return stored
 
     def chase(self) -> list[Stored]:
@@ -225,13 +241,15 @@ class RulesEngine:
     async def _step(self, tail: JournalTail) -> list[Stored]:
         """Evaluate what the head has beyond the position (or checkpoint when quiet)."""
         if not await tail.wait_beyond(self.position, self.checkpoint_s):
-            self.checkpoint()  # quiet: save what was evaluated instead of waiting
+            if self._unsaved:  # quiet: save what was evaluated instead of waiting
+                await self._save_off_loop([])
             return []
         records = self.journal.read_after(self.position, self.read_chunk)
         if not records:
             await asyncio.sleep(0.05)
             return []
-        return self.evaluate(records)
+        drafts = self._judge(records)
+        return await self._save_off_loop(drafts) if drafts is not None else []
 
     def _reload(self) -> None:
         """Forget everything not committed and start again from the journal's state and

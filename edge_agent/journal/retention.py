@@ -56,12 +56,9 @@ from sealtrail.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-KEPT_SCHEMA = """CREATE TABLE IF NOT EXISTS kept_proofs (
-    seq INTEGER PRIMARY KEY, batch_seq INTEGER NOT NULL, audit_path BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS cited (seq INTEGER PRIMARY KEY);"""
-"""kept_proofs: audit paths of records kept from pruned batches. cited: seqs that alerts cite
-as evidence, collected incrementally (meta cited_through = last alert seq looked at), so a
-pruning pass reads only the alerts raised since the previous one, not all of them."""
+# Tables (schema.py): kept_proofs, audit paths of records kept from pruned batches; cited, seqs
+# that alerts cite as evidence, collected incrementally (meta cited_through = last alert seq
+# looked at), so a pruning pass reads only the alerts raised since the previous one.
 CITED_THROUGH = "cited_through"
 PRUNED_THROUGH = "pruned_through"
 PRUNED_RECORDS = "pruned_records"
@@ -137,11 +134,10 @@ class Retention:
         self._ratelog = RateLimitedLog(log, burst=1, period_s=600.0)
 
     def prepare(self) -> None:
-        """Once at start, before sources run: the proofs table, incremental auto-vacuum. On
+        """Once at start, before sources run: incremental auto-vacuum. On
         a disk that cannot take it (full), logged and left for later: the agent must start."""
         try:
-            with self.journal.locked() as db:
-                db.executescript(KEPT_SCHEMA)
+            with self.journal._writer() as db:
                 if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
                     size = file_bytes(self.journal)
                     log.info("journal %s: switching on incremental auto-vacuum (one VACUUM of "
@@ -172,7 +168,7 @@ class Retention:
         """Highest seq that may be pruned: anchored (with all before it) and behind every
         guard cursor. Pruning stops at a batch boundary at or below it."""
         guards = list(self.guards())
-        with self.journal.locked() as db:
+        with self.journal._read() as db:
             row = db.execute("SELECT MIN(first_seq) FROM batches WHERE status != 'anchored'")
             first_unanchored = row.fetchone()[0]
             if first_unanchored is not None:
@@ -180,12 +176,10 @@ class Retention:
             else:
                 row = db.execute("SELECT MAX(first_seq + tree_size - 1) FROM batches")
                 anchored = row.fetchone()[0] or 0
-            cursors = [db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
-                       for name in guards]
-        return min([anchored, *[c[0] if c else 0 for c in cursors]])
+        return min([anchored, *[self.journal.cursor(name) for name in guards]])
 
     def pruned_through(self) -> int:
-        with self.journal.locked() as db:
+        with self.journal._read() as db:
             return pruned_through(db)
 
     # -- pruning ------------------------------------------------------------------------------
@@ -219,7 +213,7 @@ class Retention:
         return PruneReport(before, size, deleted, through, self.over_limit)
 
     def _records_to_free(self, excess: int) -> int:
-        with self.journal.locked() as db:
+        with self.journal._read() as db:
             pages = db.execute("PRAGMA page_count").fetchone()[0]
             free = db.execute("PRAGMA freelist_count").fetchone()[0]
             page = db.execute("PRAGMA page_size").fetchone()[0]
@@ -232,7 +226,7 @@ class Retention:
         """Prune whole batches after the pruned prefix, up to `limit` and about `wanted`
         records (at most chunk_records, at least one batch), in one transaction. Returns
         whether the prefix moved and how many records went."""
-        with self.journal.locked(transaction=True) as db:
+        with self.journal._write() as db:
             start = pruned_through(db)
             batches = db.execute(
                 "SELECT batch_seq, first_seq, tree_size, root FROM batches WHERE first_seq > ? "
@@ -299,7 +293,7 @@ class Retention:
         """Give freed pages back in steps, releasing the lock between them for ingest."""
         last_free = None
         while True:
-            with self.journal.locked() as db:
+            with self.journal._writer() as db:
                 free = db.execute("PRAGMA freelist_count").fetchone()[0]
                 if free == 0 or free == last_free:  # nothing (more) to give back
                     break
@@ -312,7 +306,7 @@ class Retention:
         """Copy the WAL into the database and cut the WAL file to zero: the shrink becomes
         real on disk. A reader elsewhere (an evidence export) can make it busy: then it waits
         at most 100 ms, not the connection's 5 s, and the next pass tries again."""
-        with self.journal.locked() as db:
+        with self.journal._writer() as db:
             patience = db.execute("PRAGMA busy_timeout").fetchone()[0]
             db.execute("PRAGMA busy_timeout = 100")
             try:
