@@ -15,7 +15,10 @@ It is built from parts, each a module, each what one kind of user needs:
 - ``offloop``: ``off_loop(write, ...)``, how code on the event loop writes: in a worker thread.
 
 No code outside this package writes SQL against the journal's tables, and the connection is
-never handed out: a new need is a new named method here.
+never handed out: a new need is a new named method here. The file's format is defined in
+``ledger_client.journal_format``, and the tools that read a journal without being its agent
+(journal verify, evidence export, customs import) use ``ledger_client.journal_reader``, the
+one other place that queries these tables, read-only.
 """
 
 from __future__ import annotations
