@@ -27,10 +27,17 @@ from typing import Any
 from customs.checks import Limits
 from customs.receive import Receiver
 from customs.store import WriteResult
+from ledger_client.journal_format import (
+    GATEWAY_ID,
+    PLANS_STATE_PREFIX,
+    SQLITE_MAGIC,
+    JournalError,
+    NotAJournal,
+)
+from ledger_client.journal_reader import JournalReader
 from sealtrail import boundedjson
 from sealtrail.errors import UsageError
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 MAX_EVIDENCE_BYTES = 256 * 1024 * 1024
 CHUNK = 2000  # records read from a journal at a time
 GROUP = 200  # messages per store transaction
@@ -128,23 +135,20 @@ def _check_gw(value: Any, path: Path) -> str:
 
 def _journal(path: Path, receiver: Receiver) -> ImportReport:
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise UsageError(f"{path}: cannot open the journal: {exc}") from None
-    try:
-        try:
-            meta = {str(k): v for k, v in db.execute("SELECT key, value FROM meta LIMIT 100")}
-            db.execute("SELECT seq, kind, signed FROM records LIMIT 0")
-        except sqlite3.Error as exc:
-            raise UsageError(f"{path}: not a SealTrail gateway journal ({exc})") from None
-        gw = _check_gw(meta.get("gateway_id"), path)
+        journal = JournalReader(path)
+    except NotAJournal as exc:
+        raise UsageError(f"{path}: not a SealTrail gateway journal ({exc.reason})") from None
+    except JournalError as exc:  # a newer format than this code's, an unreadable file
+        raise UsageError(str(exc)) from None
+    with journal:
+        gw = _check_gw(journal.gateway_id or journal.meta.get(GATEWAY_ID), path)
         report = ImportReport(gw, "journal")
         sender = _Sender(receiver, report)
         try:
-            _journal_records(db, gw, sender, report)
-            for payload in _journal_plans(db, report):
+            _journal_records(journal, gw, sender, report)
+            for payload in _journal_plans(journal, report):
                 sender.send(f"sealtrail/v1/{gw}/plans", payload)
-            for payload in _journal_receipts(db, report):
+            for payload in _journal_receipts(journal, report):
                 sender.send(f"sealtrail/v1/{gw}/anchors", payload)
             sender.flush()
         except sqlite3.Error as exc:
@@ -152,16 +156,13 @@ def _journal(path: Path, receiver: Receiver) -> ImportReport:
             raise UsageError(f"{path}: the journal is damaged ({exc}); "
                              f"{report.summary()}") from None
         return report
-    finally:
-        db.close()
 
 
-def _journal_records(db: sqlite3.Connection, gw: str, sender: _Sender,
+def _journal_records(journal: JournalReader, gw: str, sender: _Sender,
                      report: ImportReport) -> None:
     after = -(2**63)
     while True:
-        rows = db.execute("SELECT seq, kind, signed FROM records WHERE seq > ? ORDER BY seq "
-                          "LIMIT ?", (after, CHUNK)).fetchall()
+        rows = journal.rows_after(after, CHUNK)
         if not rows:
             return
         lines: list[bytes] = []
@@ -182,10 +183,9 @@ def _journal_records(db: sqlite3.Connection, gw: str, sender: _Sender,
         after = last
 
 
-def _journal_plans(db: sqlite3.Connection, report: ImportReport) -> Iterator[bytes]:
+def _journal_plans(journal: JournalReader, report: ImportReport) -> Iterator[bytes]:
     try:
-        rows = db.execute("SELECT key, value FROM state WHERE key LIKE 'rules/plans/%' "
-                          "LIMIT 1000").fetchall()
+        rows = journal.states(PLANS_STATE_PREFIX, limit=1000)
     except sqlite3.Error:
         return
     for _, value in rows:
@@ -193,21 +193,22 @@ def _journal_plans(db: sqlite3.Connection, report: ImportReport) -> Iterator[byt
             yield value.encode("utf-8", "surrogatepass")
 
 
-def _journal_receipts(db: sqlite3.Connection, report: ImportReport) -> Iterator[bytes]:
+def _journal_receipts(journal: JournalReader, report: ImportReport) -> Iterator[bytes]:
     try:
-        rows = db.execute("SELECT batch_seq, first_seq, tree_size, root, chain_id, contract, "
-                          "tx_hash, block_number, block_hash, log_index FROM batches WHERE "
-                          "status = 'anchored' ORDER BY batch_seq").fetchall()
+        batches = [b for b in journal.batches() if b.status == "anchored"]
     except sqlite3.Error:
         return
-    for b, f, n, root, chain_id, contract, tx, block, bhash, log_index in rows:
+    for b in batches:
+        root, tx, bhash = b.root, b.tx_hash, b.block_hash
         if not all(isinstance(x, bytes) for x in (root, tx, bhash)):
-            report.skipped.append(f"batch {b}: not a complete anchor")
+            report.skipped.append(f"batch {b.batch_seq}: not a complete anchor")
             continue
-        yield json.dumps({"batch_seq": b, "first_seq": f, "tree_size": n, "root": root.hex(),
-                          "chain_id": chain_id, "contract": contract,
-                          "tx_hash": "0x" + tx.hex(), "block_number": block,
-                          "block_hash": "0x" + bhash.hex(), "log_index": log_index}).encode()
+        assert isinstance(tx, bytes) and isinstance(bhash, bytes)
+        yield json.dumps({"batch_seq": b.batch_seq, "first_seq": b.first_seq,
+                          "tree_size": b.tree_size, "root": root.hex(),
+                          "chain_id": b.chain_id, "contract": b.contract,
+                          "tx_hash": "0x" + tx.hex(), "block_number": b.block_number,
+                          "block_hash": "0x" + bhash.hex(), "log_index": b.log_index}).encode()
 
 
 # -- evidence files ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sqlite3
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -215,20 +214,20 @@ def _journal_checks(gateway_id: str, journal: Path, public: str | None) -> list[
     if journal.exists():
         if not journal.is_file():
             return [Problem("gateway.journal", f"{journal} is not a file")]
+        from ledger_client.journal_format import JournalError
+        from ledger_client.journal_reader import JournalReader
+
         try:
-            db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-            try:
-                meta = dict(db.execute("SELECT key, value FROM meta"))
-            finally:
-                db.close()
-        except sqlite3.Error as exc:
-            return [Problem("gateway.journal", f"{journal} is not a SealTrail journal ({exc})")]
-        if meta.get("gateway_id") != gateway_id:
+            with JournalReader(journal) as found:
+                owner, key = found.gateway_id, found.public_key
+        except JournalError as exc:  # not a journal, or a newer format than this agent's
+            return [Problem("gateway.journal", str(exc))]
+        if owner != gateway_id:
             return [Problem("gateway.journal", f"{journal} belongs to gateway "
-                                               f"{meta.get('gateway_id')!r}, not {gateway_id!r}")]
-        if public is not None and meta.get("public_key") != public:
+                                               f"{owner!r}, not {gateway_id!r}")]
+        if public is not None and key != public:
             return [Problem("gateway.journal", f"{journal} was signed with another key "
-                                               f"({str(meta.get('public_key'))[:16]}…) than "
+                                               f"({str(key)[:16]}…) than "
                                                "gateway.key; a chain signed by two keys "
                                                "verifies by none")]
         if not os.access(journal, os.W_OK):

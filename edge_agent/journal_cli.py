@@ -10,36 +10,28 @@ from __future__ import annotations
 import argparse
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sealtrail.errors import UsageError
 
+if TYPE_CHECKING:
+    from ledger_client.journal_reader import JournalReader
 
-def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
-    if not path.is_file():
-        raise UsageError(f"{path}: " + ("is a directory, not a journal file" if path.is_dir()
-                                        else "no such file"))
-    with path.open("rb") as f:
-        if f.read(16) != b"SQLite format 3\x00":
-            raise UsageError(f"{path}: not a SealTrail journal (not an SQLite database)")
-    from edge_agent.journal.schema import FORMAT_VERSION
 
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _open(path: Path) -> JournalReader:
+    """The journal read-only, with its gateway id and key; anything else is exit 2 (bad
+    input), never "broken": a newer format, another file, a journal without its identity."""
+    from ledger_client.journal_format import JournalError
+    from ledger_client.journal_reader import JournalReader
+
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > FORMAT_VERSION:
-            db.close()
-            raise UsageError(f"{path}: journal format {version} is newer than this sealtrail's "
-                             f"({FORMAT_VERSION}); upgrade sealtrail to verify it")
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        db.execute("SELECT seq, signed FROM records LIMIT 0")
-        db.execute("SELECT first_seq, tree_size, root FROM batches LIMIT 0")
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise UsageError(f"{path}: not a SealTrail journal ({exc})") from None
-    if "gateway_id" not in meta or "public_key" not in meta:
-        db.close()
+        journal = JournalReader(path)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+    if journal.gateway_id is None or journal.public_key is None:
+        journal.close()
         raise UsageError(f"{path}: not a SealTrail journal (no gateway id or key in meta)")
-    return db, meta
+    return journal
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -49,20 +41,18 @@ def _verify(args: argparse.Namespace) -> int:
     from ledger_client.proof import BatchRoot, verify_log
     from ledger_client.records import RecordError
 
-    db, meta = _open(args.journal)
+    journal = _open(args.journal)
+    gateway_id, key_hex = journal.gateway_id or "", args.public_key or journal.public_key
     try:
         try:
-            pubkey = public_from_hex(args.public_key or meta["public_key"])
+            pubkey = public_from_hex(key_hex or "")
         except ValueError:
             raise UsageError(f"--public-key: not a 64-hex-digit Ed25519 key: "
-                             f"{args.public_key or meta['public_key']!r}") from None
-        batches = [BatchRoot(*row) for row in
-                   db.execute("SELECT first_seq, tree_size, root FROM batches ORDER BY batch_seq")]
-        start, kept = verify_pruned_prefix(db, pubkey, meta["gateway_id"])
-        signed = (row[0] for row in db.execute("SELECT signed FROM records WHERE seq >= ? "
-                                               "ORDER BY seq", (max(start, 1),)))
-        report = verify_log(signed, pubkey, batches, gateway_id=meta["gateway_id"],
-                            start_seq=max(start, 1))
+                             f"{key_hex!r}") from None
+        batches = [BatchRoot(b.first_seq, b.tree_size, b.root) for b in journal.batches()]
+        start, kept = verify_pruned_prefix(journal, pubkey, gateway_id)
+        report = verify_log(journal.iter_signed(max(start, 1)), pubkey, batches,
+                            gateway_id=gateway_id, start_seq=max(start, 1))
     except (RecordError, ProofError) as exc:
         print(f"BROKEN: {exc}")
         return 1
@@ -70,7 +60,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"BROKEN: {args.journal}: the database is damaged ({exc})")
         return 1
     finally:
-        db.close()
+        journal.close()
     last = report.start_seq + report.records - 1
     if start:
         print(f"ok: seq 1..{start} pruned ({kept} records kept there, each proven into its "

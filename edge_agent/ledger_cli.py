@@ -15,79 +15,40 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import sqlite3
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger_client import cli as ledger
 from ledger_client import verify_cli
 from ledger_client.cli import guarded
+from ledger_client.journal_format import JournalError
+from ledger_client.journal_reader import JournalReader
 from ledger_client.proof import AnchorRef
 from sealtrail.errors import UsageError
 
-if TYPE_CHECKING:  # the journal and retention modules pull in asyncio: loaded when used
-    from edge_agent.journal import Batch
+if TYPE_CHECKING:
     from ledger_client import evidence
+    from ledger_client.journal_format import Batch
 
 IN_FLIGHT = ("signed", "sent")
 
 
-class JournalFile:
-    """Read-only view of a journal: the queries evidence selection and status need."""
+class JournalFile(JournalReader):
+    """The journal read-only (``ledger_client.journal_reader``), opened for a command: a file
+    that is not a journal, or a journal without a gateway id, is bad input (exit 2)."""
+
+    gateway_id: str
 
     def __init__(self, path: Path) -> None:
-        if not path.is_file():
-            raise UsageError(f"{path}: " + ("is a directory, not a journal file" if path.is_dir()
-                                            else "no such journal file"))
-        self.path = path
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{path}: not a SealTrail journal ({exc})") from None
-        if "gateway_id" not in meta:
+            super().__init__(path)
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
+        if self.gateway_id is None:
+            self.close()
             raise UsageError(f"{path}: not a SealTrail journal (no gateway id)")
-        self.gateway_id: str = meta["gateway_id"]
-        self.public_key: str = meta.get("public_key", "")
-
-    def head(self) -> int:
-        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0])
-
-    def signed(self, first: int, last: int) -> list[tuple[int, bytes]]:
-        return list(self.db.execute("SELECT seq, signed FROM records WHERE seq BETWEEN ? AND ? "
-                                    "ORDER BY seq", (first, last)))
-
-    def alert(self, alert_id: str) -> tuple[int, bytes] | None:
-        return self.db.execute("SELECT r.seq, r.signed FROM alerts a JOIN records r ON "
-                               "r.seq = a.seq WHERE a.alert_id = ?", (alert_id,)).fetchone()
-
-    def alerts(self) -> list[tuple[int, bytes]]:
-        return list(self.db.execute("SELECT r.seq, r.signed FROM alerts a JOIN records r ON "
-                                    "r.seq = a.seq ORDER BY r.seq"))
-
-    def readings(self, sources: Iterable[str], from_ms: int | None,
-                 to_ms: int | None) -> list[tuple[int, bytes]]:
-        srcs = sorted(set(sources))
-        if not srcs:
-            return []
-        marks = ",".join("?" * len(srcs))
-        return list(self.db.execute(
-            f"SELECT seq, signed FROM records WHERE kind != 'alert' AND src IN ({marks}) "
-            "AND t_ms >= ? AND t_ms <= ? ORDER BY seq",
-            (*srcs, -(2**63) if from_ms is None else from_ms,
-             2**63 - 1 if to_ms is None else to_ms)))
-
-    def batches(self) -> list[Batch]:
-        from edge_agent.journal import BATCH_FIELDS, Batch
-
-        return [Batch(*row) for row in self.db.execute(
-            f"SELECT {', '.join(BATCH_FIELDS)} FROM batches ORDER BY batch_seq")]
-
-    def close(self) -> None:
-        self.db.close()
 
 
 # --- selection -------------------------------------------------------------------------------
@@ -172,9 +133,7 @@ def unexported(jf: JournalFile, args: argparse.Namespace,
     """The seqs --seq asked for that are not in the journal, by why: ``pruned`` (retention
     deleted them: only alerts, their evidence and batch boundaries are kept) or
     ``beyond_head``. An export says so rather than silently being smaller than asked."""
-    from edge_agent.journal.retention import pruned_through
-
-    boundary, head = pruned_through(jf.db), jf.head()
+    boundary, head = jf.pruned_through(), jf.head()
     kept = sorted(chosen)
     gaps: list[tuple[int, int]] = []
     for first, last in sorted(parse_seq_range(text) for text in args.seq or []):
@@ -209,14 +168,12 @@ def _merged(gaps: list[tuple[int, int]]) -> list[str]:
 
 def build_evidence(jf: JournalFile, chosen: dict[int, bytes],
                    selection: dict[str, Any]) -> evidence.Evidence:
-    # proofs kept for records of pruned batches
-    from edge_agent.journal.retention import stored_path
     from ledger_client import evidence
 
     batches = [_batch_info(b) for b in jf.batches()]
     return evidence.build(jf.gateway_id, chosen.items(), batches,
                           lambda a, b: [s for _, s in jf.signed(a, b)], selection=selection,
-                          stored_path=lambda seq: stored_path(jf.db, seq))
+                          stored_path=jf.kept_path)  # proofs kept for pruned batches' records
 
 
 def _batch_info(b: Batch) -> evidence.BatchInfo:

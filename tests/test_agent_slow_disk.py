@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.agent import AfterCommit, Agent, Emit, Item
+from edge_agent.agent import AfterCommit, Agent, Consumer, Emit, Item
 from edge_agent.journal import Draft, Journal
+from edge_agent.sinks.console import ConsoleSink
 from edge_agent.sources.gps_filter import FixFilterParams
 from edge_agent.sources.serial_gps import SerialGpsSource
 from firmware_sim.nmea import SimFix, epoch_bytes
@@ -83,31 +84,34 @@ class Watching:
 
 
 class SlowDisk:
-    """The journal's before_commit hook: the first commit hangs until `release` is set."""
+    """The journal's before_commit hook: commit number `stall_at` (the first by default)
+    hangs until `release` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, stall_at: int = 1) -> None:
+        self.stall_at = stall_at
         self.stalled = threading.Event()
         self.release = threading.Event()
         self.commits = 0
 
     def __call__(self) -> None:
         self.commits += 1
-        if self.commits == 1:
+        if self.commits == self.stall_at:
             self.stalled.set()
             self.release.wait(WAIT_S * 3)
 
 
-def _slow_journal(tmp_path: Path) -> tuple[SlowDisk, Journal]:
-    disk = SlowDisk()
+def _slow_journal(tmp_path: Path, stall_at: int = 1) -> tuple[SlowDisk, Journal]:
+    disk = SlowDisk(stall_at)
     return disk, Journal(tmp_path / "j.db", gateway_id="gw-slow",
                          key=Ed25519PrivateKey.generate(), before_commit=disk)
 
 
-def _pipeline(journal: Journal, port: str) -> tuple[Watching, Agent]:
+def _pipeline(journal: Journal, port: str,
+              consumers: Sequence[Consumer] = ()) -> tuple[Watching, Agent]:
     """The serial GPS source on `port`, watched, feeding an agent that commits at once."""
     source = Watching(SerialGpsSource(port, sensor_id="gps0", filters=FixFilterParams(
         max_age_ms=None, max_future_ms=None)), journal)
-    return source, Agent(journal, [source], [], commit_interval_s=0)
+    return source, Agent(journal, [source], list(consumers), commit_interval_s=0)
 
 
 def _fire(waits: list[tuple[int, threading.Event]], count: int) -> None:
@@ -195,3 +199,42 @@ def test_a_stop_during_a_stalled_commit_writes_every_reading_once(tmp_path) -> N
     assert len({s.t_ms for s in stored}) == len(stored)  # no reading written twice
     assert [n for n, _ in source.acks] == list(range(1, source.drafts + 1))
     assert all(head >= n for n, head in source.acks)
+
+
+def test_a_sink_storing_its_cursor_on_a_stalled_disk_does_not_stop_the_reading(
+        tmp_path) -> None:
+    """The console sink shows an alert and stores its cursor; that commit hangs. Readings
+    written to the pty meanwhile are read and handed to ingest: a sink's commit runs in a
+    worker thread, not on the loop (where it stopped every source until the disk answered)."""
+    disk, journal = _slow_journal(tmp_path, stall_at=2)  # 1: the alert; 2: the console cursor
+    journal.append([Draft(T0, "alert", "rules", {
+        "alert_id": "00000000-0000-4000-8000-000000000001", "type": "routeDeviation",
+        "severity": "warning"})])
+    shown: list[str] = []
+    with PtyPair() as pty:
+        source, agent = _pipeline(journal, pty.path, [ConsoleSink(journal, write=shown.append)])
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        runner = threading.Thread(target=lambda: loop.run_until_complete(agent.run(stop)),
+                                  daemon=True)
+        runner.start()
+        try:
+            assert disk.stalled.wait(WAIT_S), "the console never stored its cursor"
+            assert source.connected.wait(WAIT_S), "the source never opened the pty"
+            read = source.seen(4)
+            os.write(pty.master_fd, _epochs(1, 4))  # while the console's commit hangs
+            assert read.wait(WAIT_S), (
+                f"{source.drafts} of 4 readings written during the sink's stalled commit were "
+                "read: the loop waited for the disk")
+            assert journal.cursor("console") == 0 and journal.head()[0] == 1  # still stalled
+            disk.release.set()
+            assert source.acked(4).wait(WAIT_S), "the readings were not committed"
+        finally:
+            disk.release.set()
+            loop.call_soon_threadsafe(stop.set)
+            runner.join(WAIT_S * 3)
+            loop.close()
+
+    assert len(shown) == 1 and "routeDeviation" in shown[0]
+    assert journal.cursor("console") == 1  # the stalled commit landed once the disk answered
+    assert [s.seq for s in journal.read_after(0, 1000)] == list(range(1, source.drafts + 2))

@@ -4,6 +4,7 @@ an unacknowledged earlier alert; cursors only past acknowledged messages)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -124,13 +125,13 @@ def test_alerts_go_first_and_no_reading_passes_an_unacknowledged_earlier_alert(
     _ack(sink, ALERTS, 4)
     assert _next(sink) == (READINGS, 14, [5, 6, 7, 8, 10, 11, 12, 13, 14])
     assert sink.delivered() == {ALERTS: 14, READINGS: 0, ANCHORS: 0}
-    sink.flush_cursors()  # readings 1..14 are published, none acknowledged: cursor stays
+    asyncio.run(sink.flush_cursors())  # 1..14 published, none acknowledged: cursor stays
     assert sink.journal.cursor("customs.readings") == 0
     assert sink.journal.cursor("customs.alerts") == 14
     _ack(sink, READINGS, 14)
     assert sink.delivered()[READINGS] == 0  # the message with 1..3 is still open
     _ack(sink, READINGS, 3)
-    sink.flush_cursors()
+    asyncio.run(sink.flush_cursors())
     assert sink.journal.cursor("customs.readings") == 14
 
 

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent import journal_cli
 from edge_agent.journal import FORMAT_VERSION, Draft, Journal, JournalError, schema
+from ledger_client.journal_format import NotAJournal
+from ledger_client.journal_reader import JournalReader
 from ledger_client.keys import public_hex
 from ledger_client.merkle import root
 from ledger_client.records import GENESIS_PREV, RecordSigner, record_hash, verify_chain
@@ -196,6 +198,8 @@ def test_a_journal_newer_than_the_code_is_refused(tmp_path) -> None:
         Journal(path, gateway_id=GW, key=key)
     assert str(path) in str(caught.value) and isinstance(caught.value, SealTrailError)
     assert _user_version(path) == FORMAT_VERSION + 1  # left as it was
+    with pytest.raises(JournalError, match="newer"):  # nor read by the read-only reader
+        JournalReader(path)
     with pytest.raises(UsageError, match="newer"):  # journal verify: exit 2, not "broken"
         journal_cli._verify(Namespace(journal=path, public_key=None))
 
@@ -215,3 +219,41 @@ def test_a_foreign_sqlite_file_or_a_non_sqlite_file_is_refused(tmp_path) -> None
     with pytest.raises(JournalError, match="not a SealTrail journal"):
         Journal(text, gateway_id=GW, key=key)
     assert text.read_bytes().startswith(b"not a database")
+
+
+@pytest.mark.parametrize(("ddl", "retention"), [(FORMAT_1, False), (FORMAT_2, True)],
+                         ids=["format1", "format2+retention"])
+def test_the_read_only_reader_reads_an_older_journal_and_leaves_it_as_it_was(
+        tmp_path, ddl, retention) -> None:
+    """The tools that are not the agent (journal verify, evidence export, customs import) read
+    a copy of an old journal as it is: nothing migrated, nothing written."""
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "old.db"
+    _old_journal(path, ddl, key, retention=retention)
+    before = path.read_bytes()
+    with JournalReader(path) as journal:
+        assert (journal.format, journal.gateway_id) == ((2 if ddl is FORMAT_2 else 1), GW)
+        assert journal.public_key == public_hex(key) and journal.head() == 5
+        assert journal.alert(ALERT_ID) == (4, journal.signed(4, 4)[0][1])
+        assert [b.last_seq for b in journal.batches()] == [4]
+        assert journal.kept_path(4) is None and journal.pruned_through() == 0
+        assert journal.states("seal/") == [("seal/S1/ctr", "17")]
+        assert verify_chain(journal.iter_signed(1, chunk=2), key.public_key(),
+                            gateway_id=GW).count == 5
+    assert path.read_bytes() == before and _user_version(path) == 0
+    assert journal_cli._verify(Namespace(journal=path, public_key=None)) == 0
+
+
+def test_the_reader_refuses_a_file_that_is_not_a_journal(tmp_path) -> None:
+    foreign = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE meta (key TEXT, value TEXT)")  # a meta table, nothing else
+    with pytest.raises(NotAJournal, match=r"not a SealTrail journal \(no records table"):
+        JournalReader(foreign)
+    text = tmp_path / "notes.txt"
+    text.write_text("plain text, not a database\n")
+    with pytest.raises(NotAJournal, match="not an SQLite database"):
+        JournalReader(text)
+    with pytest.raises(JournalError, match="no such journal file"):
+        JournalReader(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()  # a read-only open creates nothing

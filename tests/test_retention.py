@@ -14,7 +14,7 @@ from eth_account import Account
 
 from edge_agent import journal_cli
 from edge_agent.journal import Draft, Journal
-from edge_agent.journal.retention import Retention, file_bytes, stored_path
+from edge_agent.journal.retention import Retention, file_bytes
 from edge_agent.ledger_cli import JournalFile, build_evidence, select
 from edge_agent.sinks.anchor import AnchorSink, BatchPolicy
 from ledger_client import chain, evidence
@@ -119,7 +119,7 @@ def test_pruned_alerts_still_export_and_verify_against_the_chain(env) -> None:
         alert_id = f"00000000-0000-5000-8000-{marks['early_alert']:012d}"
         chosen = select(jf, Namespace(alert=[alert_id], seq=None, src=None, from_ms=None,
                                       to_ms=None, plan=None))
-        assert stored_path(jf.db, marks["early_alert"]) is not None  # its batch was pruned
+        assert jf.kept_path(marks["early_alert"]) is not None  # its batch was pruned
         ev = build_evidence(jf, chosen, {"alert": [alert_id]})
     finally:
         jf.close()

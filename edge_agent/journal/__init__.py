@@ -12,9 +12,13 @@ It is built from parts, each a module, each what one kind of user needs:
 - ``schema``: the file's format version and the migrations from every older format.
 - ``retention``: the journal's own maintenance: the size bound (pruning, vacuum, kept proofs).
 - ``core``: opening the file, its two connections, the write transaction.
+- ``offloop``: ``off_loop(write, ...)``, how code on the event loop writes: in a worker thread.
 
 No code outside this package writes SQL against the journal's tables, and the connection is
-never handed out: a new need is a new named method here.
+never handed out: a new need is a new named method here. The file's format is defined in
+``ledger_client.journal_format``, and the tools that read a journal without being its agent
+(journal verify, evidence export, customs import) use ``ledger_client.journal_reader``, the
+one other place that queries these tables, read-only.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from edge_agent.journal.core import (
     unwritable,
 )
 from edge_agent.journal.cursors import CursorStore
+from edge_agent.journal.offloop import off_loop
 from edge_agent.journal.records import Draft, RecordLog, Stored
 from edge_agent.journal.schema import FORMAT_VERSION, JournalError
 
 __all__ = ["BATCH_FIELDS", "FORMAT_VERSION", "PAGE_SIZE", "UNWRITABLE", "WAL_LIMIT_BYTES",
            "Batch", "Draft", "Journal", "JournalError", "JournalFigures", "JournalUnwritable",
-           "Stored", "unwritable"]
+           "Stored", "off_loop", "unwritable"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,39 +9,14 @@ the roots that prove the records it keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.journal.core import JournalCore
 from edge_agent.journal.cursors import put
+from ledger_client.journal_format import BATCH_FIELDS, Batch
 
-BATCH_FIELDS = ("batch_seq", "first_seq", "tree_size", "root", "status", "closed_ms", "reason",
-                "nonce", "raw_tx", "tx_hash", "chain_id", "contract", "block_number",
-                "block_hash", "log_index")
+__all__ = ["BATCH_FIELDS", "Batch", "BatchStore"]
 _SELECT = f"SELECT {', '.join(BATCH_FIELDS)} FROM batches"
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    batch_seq: int
-    first_seq: int
-    tree_size: int
-    root: bytes
-    status: str  # built -> signed -> sent -> mined -> anchored (see sinks/anchor.py)
-    closed_ms: int
-    reason: str
-    nonce: int | None = None
-    raw_tx: bytes | None = None
-    tx_hash: bytes | None = None
-    chain_id: int | None = None
-    contract: str | None = None
-    block_number: int | None = None
-    block_hash: bytes | None = None
-    log_index: int | None = None
-
-    @property
-    def last_seq(self) -> int:
-        return self.first_seq + self.tree_size - 1
 
 
 class BatchStore(JournalCore):

@@ -30,6 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.journal.schema import JournalError, migrate
+from ledger_client.journal_format import GATEWAY_ID, PUBLIC_KEY
 from ledger_client.keys import public_hex
 from ledger_client.records import RecordSigner
 
@@ -97,7 +98,7 @@ class JournalCore:
 
     def _bind_identity(self) -> None:
         """Tie the file to one gateway id and key: a chain signed by two keys verifies by none."""
-        wanted = {"gateway_id": self.gateway_id, "public_key": public_hex(self._key)}
+        wanted = {GATEWAY_ID: self.gateway_id, PUBLIC_KEY: public_hex(self._key)}
         have = dict(self._db.execute("SELECT key, value FROM meta"))
         for name, value in wanted.items():
             if name not in have:

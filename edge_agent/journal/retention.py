@@ -46,22 +46,24 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.journal import Journal, JournalUnwritable, unwritable
+from ledger_client.journal_format import CITED_THROUGH, PRUNED_RECORDS, PRUNED_THROUGH
 from ledger_client.merkle import MerkleTree, ProofError
 from ledger_client.proof import BatchRoot, verify_kept
 from sealtrail.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from ledger_client.journal_reader import JournalReader
 
 log = logging.getLogger(__name__)
 
 # Tables (schema.py): kept_proofs, audit paths of records kept from pruned batches; cited, seqs
 # that alerts cite as evidence, collected incrementally (meta cited_through = last alert seq
 # looked at), so a pruning pass reads only the alerts raised since the previous one.
-CITED_THROUGH = "cited_through"
-PRUNED_THROUGH = "pruned_through"
-PRUNED_RECORDS = "pruned_records"
 VACUUM_STEP_PAGES = 1024  # per hold of the journal lock: a few ms of ingest waiting
 
 
@@ -76,19 +78,6 @@ class PruneReport:
     records_deleted: int
     pruned_through: int
     over_limit: bool  # still above the limit with nothing more allowed to go
-
-
-def stored_path(db: sqlite3.Connection, seq: int) -> list[bytes] | None:
-    """The audit path kept for record `seq` of a pruned batch (None: not pruned, or no table:
-    a journal that was never pruned). Works on read-only connections."""
-    try:
-        row = db.execute("SELECT audit_path FROM kept_proofs WHERE seq = ?", (seq,)).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    if row is None:
-        return None
-    blob = bytes(row[0])
-    return [blob[i:i + 32] for i in range(0, len(blob), 32)]
 
 
 def pruned_through(db: sqlite3.Connection) -> int:
@@ -360,23 +349,23 @@ def _gaps(low: int, high: int, keep: set[int]) -> list[tuple[int, int]]:
     return out
 
 
-def verify_pruned_prefix(db: sqlite3.Connection, public_key: Ed25519PublicKey,
+def verify_pruned_prefix(journal: JournalReader, public_key: Ed25519PublicKey,
                          gateway_id: str) -> tuple[int, int]:
     """For `sealtrail journal verify`: (pruned_through, records kept there), after checking
     that every record kept at or below the boundary proves into its batch root, that the
     boundary record is there, and that every alert the journal indexes still has its record.
-    Raises ProofError / RecordError. (0, 0) for a journal never pruned."""
-    start = pruned_through(db)
+    Raises ProofError / RecordError. (0, 0) for a journal never pruned. Reads through the
+    read-only reader: an auditor checks a copy, without the gateway key."""
+    start = journal.pruned_through()
     if start == 0:
         return 0, 0
-    batches = [BatchRoot(first, size, bytes(root)) for first, size, root in db.execute(
-        "SELECT first_seq, tree_size, root FROM batches ORDER BY first_seq")]
+    batches = sorted((BatchRoot(b.first_seq, b.tree_size, bytes(b.root))
+                      for b in journal.batches()), key=lambda b: b.first_seq)
     firsts = [b.first_seq for b in batches]
     count, boundary = 0, False
-    for seq, signed in db.execute("SELECT seq, signed FROM records WHERE seq <= ? ORDER BY seq",
-                                  (start,)):
+    for seq, signed in journal.signed(1, start):
         i = bisect.bisect_right(firsts, seq) - 1
-        path = stored_path(db, seq)
+        path = journal.kept_path(seq)
         if i < 0 or path is None:
             raise ProofError(f"seq {seq} is kept in the pruned range without a stored proof")
         verify_kept(signed, path, batches[i], public_key, gateway_id=gateway_id)
@@ -384,8 +373,7 @@ def verify_pruned_prefix(db: sqlite3.Connection, public_key: Ed25519PublicKey,
         boundary = seq == start
     if not boundary:
         raise ProofError(f"the boundary record (seq {start}) of the pruned prefix is missing")
-    missing = db.execute("SELECT a.seq FROM alerts a LEFT JOIN records r ON r.seq = a.seq "
-                         "WHERE r.seq IS NULL ORDER BY a.seq LIMIT 1").fetchone()
-    if missing:
-        raise ProofError(f"alert seq {missing[0]} is indexed but its record is gone")
+    missing = journal.orphan_alert()
+    if missing is not None:
+        raise ProofError(f"alert seq {missing} is indexed but its record is gone")
     return start, count

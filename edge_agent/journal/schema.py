@@ -1,4 +1,8 @@
-"""The journal file's format: its tables, its version and the steps from each older format.
+"""The journal file's format version and the steps from each older format to this one.
+
+The format itself (tables, version, meta keys, how an unversioned file is recognised) is
+defined in ``ledger_client/journal_format.py``, because customs and the read-only tools read
+journal files too; this module is what only the writer needs: the migrations.
 
 A gateway is updated in the field with weeks of unsent readings in its journal, so new code must
 open every journal an older version wrote, and an older version must not write into a journal
@@ -28,39 +32,17 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from sealtrail.errors import SealTrailError
+from ledger_client.journal_format import (
+    FORMAT_VERSION,
+    KEYED,
+    TABLES,
+    JournalError,
+    NotAJournal,
+    detect,
+)
 
-FORMAT_VERSION = 3
-
-TABLES = {
-    "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) "
-            "WITHOUT ROWID",
-    "records": "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, t_ms INTEGER NOT "
-               "NULL, kind TEXT NOT NULL, src TEXT NOT NULL, hash BLOB NOT NULL, signed BLOB "
-               "NOT NULL)",
-    "alerts": "CREATE TABLE IF NOT EXISTS alerts (seq INTEGER PRIMARY KEY, alert_id TEXT NOT "
-              "NULL UNIQUE)",
-    "cursors": "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL) "
-               "WITHOUT ROWID",
-    "state": "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL) "
-             "WITHOUT ROWID",
-    "batches": "CREATE TABLE IF NOT EXISTS batches (batch_seq INTEGER PRIMARY KEY, first_seq "
-               "INTEGER NOT NULL, tree_size INTEGER NOT NULL, root BLOB NOT NULL, status TEXT "
-               "NOT NULL, closed_ms INTEGER NOT NULL, reason TEXT NOT NULL, nonce INTEGER, "
-               "raw_tx BLOB, tx_hash BLOB, chain_id INTEGER, contract TEXT, block_number "
-               "INTEGER, block_hash BLOB, log_index INTEGER)",
-    # audit paths of records kept from pruned batches (retention.py)
-    "kept_proofs": "CREATE TABLE IF NOT EXISTS kept_proofs (seq INTEGER PRIMARY KEY, batch_seq "
-                   "INTEGER NOT NULL, audit_path BLOB NOT NULL)",
-    # seqs that alerts cite as evidence, collected incrementally (retention.py)
-    "cited": "CREATE TABLE IF NOT EXISTS cited (seq INTEGER PRIMARY KEY)",
-}
-KEYED = ("meta", "cursors", "state")  # WITHOUT ROWID since format 2
-
-
-class JournalError(SealTrailError):
-    """The file is not a journal this agent may write: another gateway's or key's, not a
-    SealTrail journal at all, or written by a newer version (exit code 1, one line)."""
+__all__ = ["FORMAT_VERSION", "MIGRATIONS", "TABLES", "JournalError", "NotAJournal", "detect",
+           "migrate"]
 
 
 def _rebuild_without_rowid(db: sqlite3.Connection) -> None:
@@ -88,30 +70,6 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _create_missing,  # from format 2 to 3
 }
 """The step from format N to N+1; a new format adds one entry and bumps FORMAT_VERSION."""
-
-
-def detect(db: sqlite3.Connection, path: Path) -> int:
-    """The file's format: user_version if set; else 0 for an empty file, 1 or 2 for a journal
-    that earlier code wrote. Raises JournalError for anything else, named by its path."""
-    try:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        tables = {name: sql for name, sql in db.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
-            "'sqlite_%'")}
-    except sqlite3.DatabaseError as exc:
-        raise JournalError(f"{path}: not a SealTrail journal ({exc})") from None
-    if version > FORMAT_VERSION:
-        raise JournalError(f"{path}: journal format {version} is newer than this agent's "
-                           f"({FORMAT_VERSION}); upgrade sealtrail to open it")
-    if version:
-        return version
-    if not tables:
-        return 0
-    if "meta" not in tables or not set(tables) <= set(TABLES):
-        foreign = sorted(set(tables) - set(TABLES)) or ["no meta table"]
-        raise JournalError(f"{path}: not a SealTrail journal (holds {', '.join(foreign[:3])})")
-    cursors = tables.get("cursors") or ""
-    return 2 if "WITHOUT ROWID" in cursors.upper() else 1
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> int:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
-from edge_agent.journal import Batch, Journal, JournalUnwritable
+from edge_agent.journal import Batch, Journal, JournalUnwritable, off_loop
 from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from ledger_client import tx
@@ -372,7 +372,7 @@ class AnchorSink:
         next_poll = 0.0  # at start, look at whatever a previous run left unanchored
         while True:
             try:
-                closed = self.close_due_batches(tail.head)
+                closed = await off_loop(self.close_due_batches, tail.head)
             except JournalUnwritable as exc:  # a full disk: ingest waits too; try later
                 self.errors += 1
                 delay = backoff.next()
@@ -402,6 +402,6 @@ class AnchorSink:
     async def flush(self, head: int) -> None:
         """Close and anchor everything up to `head` (graceful shutdown, demo). With
         confirmations > 0 this returns only once the ledger has produced those blocks."""
-        self.close_due_batches(head, force=True)
+        await off_loop(self.close_due_batches, head, force=True)
         while not await self.submit_pending():
             await asyncio.sleep(min(0.2, self.policy.poll_s))

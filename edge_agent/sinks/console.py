@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_agent.journal import Journal, JournalUnwritable
+from edge_agent.journal import Journal, JournalUnwritable, off_loop
 from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
@@ -93,5 +93,5 @@ class ConsoleSink:
                 self.shown += 1
             if alerts:  # the stored cursor only needs to move past what was shown
                 with contextlib.suppress(JournalUnwritable):  # a full disk: shown again later
-                    self.journal.commit(cursors={self.name: alerts[-1].seq})
+                    await off_loop(self.journal.commit, cursors={self.name: alerts[-1].seq})
             self.position = reached

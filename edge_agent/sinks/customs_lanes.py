@@ -21,7 +21,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from edge_agent.journal import Batch, Journal, JournalUnwritable, Stored
+from edge_agent.journal import Batch, Journal, JournalUnwritable, Stored, off_loop
 from edge_agent.sinks.customs_acks import AckTracker
 from edge_agent.sinks.pacing import Progress
 from edge_agent.stats import ComponentStats
@@ -159,7 +159,7 @@ class Lanes:
         event, self._advance = self._advance, asyncio.Event()
         event.set()
 
-    def flush_cursors(self) -> None:
+    async def flush_cursors(self) -> None:
         """Store acknowledged positions (coalesced: each store is an fsync on an SD card).
         The alert cursor is customs' acknowledgement when there is one, and may go back (a
         customs store that lost data); a journal that cannot be written keeps them for later."""
@@ -173,7 +173,7 @@ class Lanes:
                    or (k == CURSORS[ALERTS] and self.acks is not None and v != self._saved[k])}
         if changed:
             try:
-                self.journal.commit(cursors=changed)
+                await off_loop(self.journal.commit, cursors=changed)
             except JournalUnwritable as exc:
                 self._ratelog.warning(f"{self.name} cursors", "%s: delivered positions not "
                                       "stored: %s", self.name, exc)

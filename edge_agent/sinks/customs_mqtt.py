@@ -45,7 +45,7 @@ from collections.abc import Callable, Collection
 
 import aiomqtt
 
-from edge_agent.journal import Journal, Stored
+from edge_agent.journal import Journal, Stored, off_loop
 from edge_agent.sinks.customs_acks import AckPolicy, AckTracker
 from edge_agent.sinks.customs_lanes import (
     ALERTS,
@@ -190,7 +190,7 @@ class CustomsMqttSink(Lanes):
             if digest == self._last_plan:
                 continue  # the retained plan again, after a reconnect
             try:
-                self.on_plan(payload)
+                await off_loop(self.on_plan, payload)  # it journals the plan: an fsync
             except Exception:
                 self.counts["plans_failed"] += 1
                 log.exception("%s: the plan handler failed on %d bytes from %s", self.name,
@@ -216,7 +216,7 @@ class CustomsMqttSink(Lanes):
             await sleep_aligned(self.policy.housekeeping_s)
             now = time.monotonic()
             if now - self._flushed_at >= self.policy.cursor_flush_s:
-                self.flush_cursors()
+                await self.flush_cursors()
             if self.acks is not None:
                 resend = self.acks.resend_due()
                 if resend:
@@ -291,7 +291,7 @@ class CustomsMqttSink(Lanes):
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                self.flush_cursors()
+                await self.flush_cursors()
 
     async def _watch(self, tail: JournalTail) -> None:
         while True:
@@ -338,4 +338,4 @@ class CustomsMqttSink(Lanes):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            self.flush_cursors()
+            await self.flush_cursors()

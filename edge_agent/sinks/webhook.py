@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge_agent.journal import Journal, JournalUnwritable, Stored
+from edge_agent.journal import Journal, JournalUnwritable, Stored, off_loop
 from edge_agent.sinks.alert_feed import alert_chunks
 from edge_agent.sinks.tls import client_context
 from edge_agent.stats import ComponentStats
@@ -140,5 +140,5 @@ class WebhookSink:
             for alert in alerts:
                 await self._deliver(alert)
                 with contextlib.suppress(JournalUnwritable):  # a full disk: posted again later
-                    self.journal.commit(cursors={self.name: alert.seq})
+                    await off_loop(self.journal.commit, cursors={self.name: alert.seq})
             self.position = reached
