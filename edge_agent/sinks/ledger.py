@@ -1,7 +1,7 @@
 """The anchor sink as gateway.toml configures it: the ledger client made when first needed.
 
 A gateway must be reading within 2 s of power coming back, and web3 with eth-account is
-~1 s of imports on a Raspberry Pi-class CPU and ~38 MB of RSS (deploy/raspberry-pi.md,
+~1 s of imports on this project's VM (more on a Pi) and ~35 MB of RSS (deploy/raspberry-pi.md,
 "Start-up and memory"). Nothing of the ledger is needed before a batch closes (max_age_s,
 60 s by default, or a critical alert), so `LedgerAnchor` runs the anchor sink from the first
 second (it closes batches from the journal alone) and hands it a registry and an account that
