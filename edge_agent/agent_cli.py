@@ -8,6 +8,9 @@ priority prefixes when stderr is the systemd journal. With Type=notify it report
 the journal is open and the metrics port is bound, and pings the watchdog from the event loop,
 so a wedged loop is restarted by systemd.
 
+Nothing but argparse is imported until a command runs (`sealtrail agent --help` stays fast),
+and `run` imports only what the configuration uses (assemble.py).
+
 Exit codes: 0 stopped cleanly, 78 configuration error (EX_CONFIG; the unit does not restart
 on it: a restart cannot fix a config file), 1 anything else.
 """
@@ -25,9 +28,10 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge_agent.config import Config, ConfigError, load_config, parse_listen
-from edge_agent.tomlschema import dump
+if TYPE_CHECKING:
+    from edge_agent.config import Config
 
 DEFAULT_CONFIG = Path("/etc/sealtrail/gateway.toml")
 EX_CONFIG = 78
@@ -59,6 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from edge_agent.config import ConfigError, load_config
+    from sealtrail.tomlschema import dump
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -72,6 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.config import ConfigError, load_config
     setup_logging(args.log_level.upper())
     try:
         config = load_config(args.config)
@@ -89,12 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def serve(config: Config) -> int:
-    from edge_agent.assemble import assemble  # web3 and friends: only when running
+    from edge_agent.assemble import assemble  # what the configuration uses: only when running
+    from edge_agent.config import parse_listen
     from edge_agent.metrics import MetricsServer
 
     assembly = assemble(config)
-    # Everything imported and built so far lives as long as the process (web3 alone is tens
-    # of thousands of objects): keep the collector from walking it again and again.
+    # Everything imported and built so far lives as long as the process (the geofence stack
+    # is thousands of objects; web3, once anchoring starts, tens of thousands): keep the
+    # collector from walking it again and again.
     gc.collect()
     gc.freeze()
     try:

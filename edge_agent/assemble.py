@@ -4,35 +4,35 @@ Nothing here decides policy; it wires what gateway.toml names into the parts' co
 in the order the data flows (sources -> journal -> rules -> alert sinks -> anchor). Two
 wrappers add what deployment needs without touching the parts:
 - `Counted` counts what each source emits by record kind (the "readings in" metric);
-- `LedgerAnchor` lets the agent start with the ledger unreachable (a truck leaving the depot
-  with no signal): it keeps dialling the node with backoff and starts anchoring once the node
-  answers on the configured chain, while ingest and alerts run from the first second.
+- `sinks.ledger.LedgerAnchor` lets the agent start with the ledger unreachable (a truck leaving
+  the depot with no signal) and makes the ledger client only when the first batch is due.
+
+Each source and sink module is imported only when the configuration names it: after a power
+cut the gateway must be reading within 2 s, and a module it does not use (MQTT, web3, the
+geofence stack) costs start-up time and RSS for nothing (deploy/raspberry-pi.md, "Start-up
+and memory"; tests/test_agent_imports.py checks it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.agent import Agent, Consumer, Emit, Item, Source
-from edge_agent.config import Config, LedgerConfig, read_secret
+from edge_agent.config import Config, read_secret
 from edge_agent.config_checks import ack_keys_file
 from edge_agent.journal import Draft, Journal
 from edge_agent.journal.retention import Retention, wal_limit_for
 from edge_agent.metrics import Watched
-from edge_agent.sinks.anchor import AnchorConflict, AnchorSink, BatchPolicy
-from edge_agent.sinks.console import ConsoleSink
-from edge_agent.sources.gnss_health import HealthParams
-from edge_agent.sources.gps_filter import FixFilterParams
-from edge_agent.sources.gps_stream import GpsStream
 from edge_agent.stats import ComponentStats
-from edge_agent.tail import JournalTail
 from ledger_client.keys import load_key, public_hex
+
+if TYPE_CHECKING:
+    from edge_agent.sources.gnss_health import HealthParams
+    from edge_agent.sources.gps_filter import FixFilterParams
 
 log = logging.getLogger(__name__)
 
@@ -62,80 +62,6 @@ class Counted:
         return getattr(self.inner, attr)
 
 
-class LedgerAnchor:
-    """The anchor sink, started once the ledger node answers (see the module docstring)."""
-
-    name = "anchor"
-    settles = False
-
-    def __init__(self, journal: Journal, cfg: LedgerConfig, public_key: str):
-        from ledger_client.evmkey import load_account
-        self.journal = journal
-        self.public_key = public_key
-        self.cfg = cfg
-        self.account = load_account(cfg.evm_key)
-        self.sink: AnchorSink | None = None
-        self.connected = False
-        self.failed: str | None = None
-        self._position = journal.cursor("anchor")
-
-    @property
-    def position(self) -> int:
-        return self.sink.position if self.sink is not None else self._position
-
-    def stats(self) -> ComponentStats:
-        """The anchor sink's figures once the node has answered; nothing before."""
-        return self.sink.stats() if self.sink is not None else ComponentStats()
-
-    def _connect(self) -> Any:
-        from ledger_client import chain
-        cfg = self.cfg
-        w3 = chain.connect(cfg.rpc, poa=cfg.poa, timeout=cfg.timeout_s, chain_id=cfg.chain_id)
-        registry = chain.AnchorRegistry(w3, cfg.contract, from_block=cfg.from_block)
-        registry.check_deployed()
-        info = registry.gateway(self.journal.gateway_id)
-        if info is None:
-            log.error("ledger: gateway %s is not registered on contract %s; anchoring will be "
-                      "refused until customs registers it", self.journal.gateway_id,
-                      cfg.contract)
-        elif info.pubkey.hex() != self.public_key:
-            log.error("ledger: gateway %s is registered with key %s…, not this gateway's key "
-                      "%s…; verifiers will reject its records", self.journal.gateway_id,
-                      info.pubkey.hex()[:16], self.public_key[:16])
-        elif info.submitter.lower() != self.account.address.lower():
-            log.error("ledger: contract %s has submitter %s for gateway %s, but ledger.evm_key "
-                      "is %s; anchoring will be refused", cfg.contract, info.submitter,
-                      self.journal.gateway_id, self.account.address)
-        return registry
-
-    async def run(self, tail: JournalTail) -> None:
-        delay = 1.0
-        while True:
-            try:
-                registry = await asyncio.to_thread(self._connect)
-                break
-            except Exception as exc:  # unreachable, wrong chain, no contract: retry, ingest on
-                log.warning("ledger: %s: %s; retrying in %.0fs", self.cfg.rpc, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 300.0)
-        self.connected = True
-        log.info("ledger: chain %d, contract %s, submitter %s", self.cfg.chain_id,
-                 registry.address, self.account.address)
-        cfg = self.cfg
-        self.sink = AnchorSink(self.journal, registry, self.account, BatchPolicy(
-            max_leaves=cfg.max_leaves, max_age_s=cfg.max_age_s,
-            close_on_critical=cfg.close_on_critical, confirmations=cfg.confirmations,
-            gas_price_wei=cfg.gas_price_wei, max_fee_wei=cfg.max_fee_wei, poll_s=cfg.poll_s,
-            stuck_after_s=cfg.stuck_after_s))
-        try:
-            await self.sink.run(tail)
-        except AnchorConflict as exc:
-            # A human must look; ingest, rules and alerts carry on meanwhile.
-            self.failed = str(exc)
-            log.critical("anchoring stopped: %s", exc)
-            await asyncio.Event().wait()
-
-
 @dataclass
 class Assembly:
     config: Config
@@ -153,6 +79,8 @@ class Assembly:
 
 
 def _gps_params(entry: Any) -> tuple[FixFilterParams, HealthParams]:
+    from edge_agent.sources.gnss_health import HealthParams
+    from edge_agent.sources.gps_filter import FixFilterParams
     f, h = entry.filters, entry.health
     return (FixFilterParams(min_sats=f.min_sats, max_hdop_x10=f.max_hdop_x10,
                             max_age_ms=f.max_age_ms, max_future_ms=f.max_future_ms,
@@ -184,6 +112,7 @@ def build_sources(config: Config, journal: Journal) -> list[Source]:
         gps.read_interval_s = entry.read_interval_ms / 1000  # fewer wake-ups: serial_port.py
         sources.append(gps)
     for entry in src.gpsd:
+        from edge_agent.sources.gps_stream import GpsStream
         from edge_agent.sources.gpsd import GpsdSource
         filters, health = _gps_params(entry)
         sources.append(GpsdSource(entry.host, entry.port, sensor_id=entry.sensor_id,
@@ -283,6 +212,7 @@ def _assemble(config: Config, journal: Journal, public_key: str) -> Assembly:
                                   uplink_readings=cc.uplink_readings,
                                   uplink_anchors=cc.uplink_anchors,
                                   readings_per_message=cc.readings_per_message,
+                                  readings_linger_s=cc.readings_linger_s,
                                   status_s=cc.status_s),
             on_plan=rules.set_plan if (rules is not None and cc.plans) else None,
             client_id=cc.client_id or f"{config.gateway.id}-customs", name="customs",
@@ -304,12 +234,14 @@ def _assemble(config: Config, journal: Journal, public_key: str) -> Assembly:
         consumers.append(webhook)  # alerts only: never holds retention back
         alert_sinks.append(webhook.name)
     if config.console is not None and config.console.alerts:
+        from edge_agent.sinks.console import ConsoleSink
         console = ConsoleSink(journal, lambda line: print(line, flush=True))
         consumers.append(console)  # reads alerts only: never holds retention back
         alert_sinks.append(console.name)
-    anchor = (LedgerAnchor(journal, config.ledger, public_key) if config.ledger is not None
-              else None)
-    if anchor is not None:
+    anchor = None
+    if config.ledger is not None:
+        from edge_agent.sinks.ledger import LedgerAnchor
+        anchor = LedgerAnchor(journal, config.ledger, public_key)
         consumers.append(anchor)  # retention needs "anchored", which implies its cursor passed
     agent = Agent(journal, sources, consumers, queue_size=config.gateway.queue_size,
                   commit_interval_s=config.gateway.commit_interval_s)
@@ -319,5 +251,6 @@ def _assemble(config: Config, journal: Journal, public_key: str) -> Assembly:
                           wal_reserve=journal.wal_limit_bytes)
     watched = Watched(agent, retention, config.journal_max_bytes, tuple(alert_sinks), readings,
                       config.gateway.id,
-                      ledger_connected=(lambda: anchor.connected) if anchor else (lambda: None))
+                      ledger_connected=(lambda: anchor.connected) if anchor is not None
+                      else (lambda: None))
     return Assembly(config, journal, agent, retention, watched, rules)

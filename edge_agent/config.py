@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge_agent.config_checks import cross_checks, file_checks, parse_listen
 from edge_agent.rules.params import RuleParams
-from edge_agent.tomlschema import (
+from sealtrail.tomlschema import (
     INTERNAL,
     Builder,
     Check,
@@ -227,6 +227,7 @@ class CustomsConfig:
     uplink_readings: bool = True
     uplink_anchors: bool = True
     readings_per_message: int = field(default=200, metadata=check(between(1, 10_000)))
+    readings_linger_s: float = field(default=2.0, metadata=check(between(0, 60)))  # gateway.toml
     status_s: float = field(default=60.0, metadata=check(between(1, 86_400)))
     plans: bool = True  # take signed plans from sealtrail/v1/<gw>/plans (needs [rules])
     acks: bool = True  # an alert is delivered when customs acknowledges it, not at PUBACK

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.tomlschema import Problem
+from sealtrail.tomlschema import Problem
 
 if TYPE_CHECKING:
     from edge_agent.config import Config, RulesConfig
@@ -127,9 +127,9 @@ def file_checks(config: Config, warnings: list[str]) -> list[Problem]:
         except KeystoreError as exc:
             problems.append(Problem("seals.keystore", str(exc)))
     if config.ledger is not None:
-        from ledger_client.evmkey import EvmKeyError, load_account
+        from ledger_client.evmkey import EvmKeyError, read_private_key
         try:
-            load_account(config.ledger.evm_key)
+            read_private_key(config.ledger.evm_key)
         except EvmKeyError as exc:
             problems.append(Problem("ledger.evm_key", str(exc)))
     else:

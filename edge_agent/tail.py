@@ -25,9 +25,13 @@ class JournalTail:
         """Wait until the head passes `seq`; False if `timeout` ran out first."""
         if self.head > seq:
             return True
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for runs the wait in a
+        # task of its own, and a cancellation arriving as it starts (SIGTERM right after
+        # start-up) could leave the consumer "cancelling" forever and the agent not exiting.
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.head > seq), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: self.head > seq)
             except TimeoutError:
                 return False
         return True

@@ -22,7 +22,7 @@ from web3.exceptions import TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import TxParams, TxReceipt
 
-from ledger_client import tx
+from ledger_client import reverts, tx
 from ledger_client.abi import ANCHORED_SIG as ANCHORED_SIG  # abi: shared with reader; re-exported
 from ledger_client.abi import ANCHORED_TOPIC, CHAIN_DOMAIN, LOG_WINDOW, gateway_key
 from ledger_client.abi import TRUST_ALL as TRUST_ALL
@@ -31,7 +31,7 @@ from ledger_client.abi import GatewayInfo as GatewayInfo
 from ledger_client.errors import ChainError, ContractRevert
 from ledger_client.errors import NonceConsumed as NonceConsumed  # re-exported for callers
 from ledger_client.errors import Underpriced as Underpriced
-from ledger_client.reverts import REVERTS, RevertDecoder
+from ledger_client.reverts import RevertDecoder
 from ledger_client.tx import Fees, Sender
 from ledger_client.tx import fund as fund
 from sealtrail.errors import UsageError
@@ -173,7 +173,7 @@ class AnchorRegistry:
     def _transact(self, fn: Any, sender: Sender, gas_price: int | None) -> TxReceipt:
         try:
             receipt = tx.send_call(self.w3, fn, sender, gas_price=gas_price)
-        except REVERTS as exc:
+        except reverts.REVERTS as exc:
             self.decoder.reraise(exc)
             raise
         if receipt["status"] != 1:
@@ -218,7 +218,7 @@ class AnchorRegistry:
         fn = self._anchor_fn(batch_seq, root, first_seq, tree_size)
         try:
             fn.call({"from": Web3.to_checksum_address(submitter)})
-        except REVERTS as exc:
+        except reverts.REVERTS as exc:
             self.decoder.reraise(exc)
             raise
 
@@ -315,7 +315,7 @@ class AnchorRegistry:
         call["data"] = sent["input"]
         try:
             self.w3.eth.call(call, block_identifier=max(block_number - 1, 0))
-        except REVERTS as exc:
+        except reverts.REVERTS as exc:
             self.decoder.reraise(exc)
         raise ChainError(f"tx 0x{bytes(tx_hash).hex()} reverted (reason not recoverable)")
 

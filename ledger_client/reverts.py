@@ -4,27 +4,28 @@ eth-tester, anvil, geth and Besu report the same refusal in different shapes (an
 class, a JSON-RPC error code, a message, revert bytes in one of three places). Callers need
 to branch on the meaning, not the shape: "the contract reverted with BadBatchSeq(2, 3)", "that
 nonce is taken", "the fee is too low", so the shapes are mapped here once, into the classes of
-``ledger_client.errors``. This module imports web3 and eth-tester; ``errors`` does not, so a
-command that only reads the ledger (``sealtrail verify``) can raise and catch those classes
-without paying a second of imports.
+``ledger_client.errors``. This module imports web3; ``errors`` does not, so a command that
+only reads the ledger (``sealtrail verify``) can raise and catch those classes without paying a
+second of imports.
+
+eth-tester (the in-process chain of the demo and the unit tests) is never imported here: it
+pulls in py-evm, ~0.5 s and ~7 MB that a gateway on a real node has no use for. Its revert
+exception can only be raised once something else imported it, so ``REVERTS`` and
+``NODE_REFUSALS`` are computed when looked up (``reverts.REVERTS``, not a from-import) and
+include it exactly when eth-tester is loaded.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import sys
 from typing import Any
 
 from eth_utils import keccak
 from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
-
-try:  # how the in-process chain (the demo's, and the tests') reports a revert
-    from eth_tester.exceptions import TransactionFailed
-except ImportError:  # eth-tester is the `demo` extra: a gateway on a real node runs without it
-    class TransactionFailed(Exception):  # type: ignore[no-redef]
-        """Never raised: stands in for eth-tester's revert when eth-tester is absent."""
 
 from ledger_client.errors import ContractRevert
 
@@ -39,8 +40,28 @@ STD_ERRORS = {
     bytes.fromhex("08c379a0"): ("Error", ["string"]),
     bytes.fromhex("4e487b71"): ("Panic", ["uint256"]),
 }
-NODE_REFUSALS = (Web3RPCError, ValueError, EvmValidationError, TransactionFailed)
-REVERTS = (ContractLogicError, Web3RPCError, ValueError, TransactionFailed)
+_NODE_REFUSALS = (Web3RPCError, ValueError, EvmValidationError)
+_REVERTS = (ContractLogicError, Web3RPCError, ValueError)
+
+
+def _eth_tester_failure() -> tuple[type[Exception], ...]:
+    """eth-tester's TransactionFailed if eth-tester is loaded (only then can it be raised)."""
+    module = sys.modules.get("eth_tester.exceptions")
+    return (module.TransactionFailed,) if module is not None else ()
+
+
+def from_eth_tester(exc: BaseException) -> bool:
+    """Whether `exc` is the in-process chain's "transaction failed" (a revert it mined)."""
+    return isinstance(exc, _eth_tester_failure())
+
+
+def __getattr__(name: str) -> Any:
+    """REVERTS, NODE_REFUSALS: the exception classes to catch, eth-tester's when loaded."""
+    if name == "REVERTS":
+        return _REVERTS + _eth_tester_failure()
+    if name == "NODE_REFUSALS":
+        return _NODE_REFUSALS + _eth_tester_failure()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def revert_data(exc: Exception) -> bytes | None:

@@ -20,15 +20,9 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound
 from web3.types import TxParams, TxReceipt
 
+from ledger_client import reverts
 from ledger_client.errors import ChainError, NonceConsumed, Underpriced
-from ledger_client.reverts import (
-    KNOWN_TX,
-    NODE_REFUSALS,
-    NONCE_LOW,
-    UNDERPRICED,
-    RevertDecoder,
-    TransactionFailed,
-)
+from ledger_client.reverts import KNOWN_TX, NONCE_LOW, UNDERPRICED, RevertDecoder
 
 Sender = str | LocalAccount
 """An unlocked node account (eth-tester, anvil) or a local key that signs here."""
@@ -156,11 +150,11 @@ def send_raw(w3: Web3, raw: bytes, decoder: RevertDecoder | None = None) -> byte
     tx_hash = keccak(raw)
     try:
         return bytes(w3.eth.send_raw_transaction(raw))
-    except NODE_REFUSALS as exc:
+    except reverts.NODE_REFUSALS as exc:
         msg = str(exc)
         if KNOWN_TX.search(msg):
             return tx_hash
-        if isinstance(exc, TransactionFailed) and tx_known(w3, tx_hash):
+        if reverts.from_eth_tester(exc) and tx_known(w3, tx_hash):
             return tx_hash  # eth-tester mined it and it reverted: the receipt says why
         low = NONCE_LOW.search(msg)
         if low and (low.group(1) is None or int(low.group(2)) < int(low.group(1))):

@@ -16,9 +16,9 @@ from edge_agent import agent_cli, config
 from edge_agent.config import ConfigError, load_config, parse_config
 from edge_agent.config_checks import ack_keys_file
 from edge_agent.journal import Journal
-from edge_agent.tomlschema import dump
 from geofences import sign_envelope
 from ledger_client.keys import create_key, public_hex
+from sealtrail.tomlschema import dump
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "deploy" / "gateway.toml"

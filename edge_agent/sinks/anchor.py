@@ -24,7 +24,9 @@ What goes wrong on a real ledger, and what the submitter does:
   starts with an eth_call of the anchor, so a permanent refusal (gateway revoked) costs no gas.
 The contract accepts batch k only after batch k-1 and only for the next seq range, so whatever
 happens no batch is anchored twice and none is skipped; the journal keeps the batches' ranges.
-Ledger calls are blocking web3 calls, run in a worker thread.
+Ledger calls are blocking web3 calls, run in a worker thread. Nothing of web3 is imported
+here: a registry is handed in, and the ledger modules are loaded by the calls that need them,
+so a gateway pays for web3 when its first batch is submitted, not at start (sinks/ledger.py).
 """
 
 from __future__ import annotations
@@ -35,18 +37,20 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
-
-from eth_account.signers.local import LocalAccount
-from web3.exceptions import TransactionNotFound
+from typing import TYPE_CHECKING
 
 from edge_agent.journal import Batch, Journal, JournalUnwritable, off_loop
 from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
-from ledger_client import tx
-from ledger_client.chain import AnchorEvent, AnchorRegistry, ChainError, ContractRevert
-from ledger_client.errors import NonceConsumed, Underpriced
+from ledger_client.abi import AnchorEvent
+from ledger_client.errors import ChainError, ContractRevert, NonceConsumed, Underpriced
 from ledger_client.merkle import MerkleTree, leaf_hash
 from sealtrail.backoff import Backoff
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from ledger_client.chain import AnchorRegistry
 
 log = logging.getLogger(__name__)
 CURSOR = "anchor"
@@ -255,6 +259,7 @@ class AnchorSink:
         """A sent tx that is not mined after `stuck_after_s`: re-broadcast or replace it."""
         if time.monotonic() - self._sent_at[batch.batch_seq] < self.policy.stuck_after_s:
             return batch
+        from ledger_client import tx
         assert batch.tx_hash is not None
         state, _ = tx.tx_state(self.registry.w3, batch.tx_hash)
         if state is tx.TxState.MINED:
@@ -268,6 +273,7 @@ class AnchorSink:
 
     def _replace(self, batch: Batch) -> Batch:
         """Same nonce, higher fees; journaled before broadcast like the first signature."""
+        from ledger_client import tx
         assert batch.raw_tx is not None
         old = tx.decode_raw(batch.raw_tx)
         if self.policy.gas_price_wei == 0:
@@ -319,6 +325,7 @@ class AnchorSink:
 
     def _follow_mined(self, batch: Batch) -> str:
         """Confirmations for a mined batch, and what a reorg did to it since the last look."""
+        from web3.exceptions import TransactionNotFound
         assert batch.tx_hash is not None
         try:
             receipt = self.registry.w3.eth.get_transaction_receipt(batch.tx_hash)
