@@ -18,8 +18,8 @@ Figures, not assertions (issue 16: after a power cut the gateway must be reading
   polled every 10 ms. Two configurations: ``gps_only`` and ``truck`` (GPS, MQTT e-seals and
   the customs uplink on Mosquitto, rules with a signed plan, anchoring on anvil).
 - ``rss``: the ``truck`` agent run for ``--steady-s`` seconds with batches closing every 5 s
-  (so web3 is loaded and anchoring is steady): peak (VmHWM) and steady (median VmRSS of the
-  second half, sampled every second), batches anchored.
+  (so the ledger client is loaded and anchoring is steady): peak (VmHWM) and steady (median
+  VmRSS of the second half, sampled every second), batches anchored.
 - ``components``: what each part costs to import in a fresh interpreter, on top of the part
   before it (RSS and wall seconds); ``import_self_ms``: `-X importtime` self time of the truck
   agent's start-up, summed by top-level package; ``heap_mb``: a tracemalloc snapshot of the
@@ -66,8 +66,8 @@ COMPONENTS = [  # (name, import statement); each is measured on top of the ones 
     ("MQTT seals + customs uplink (aiomqtt, paho)",
      "import edge_agent.sources.mqtt_seal, edge_agent.sinks.customs_mqtt"),
     ("anchor sink (journal side)", "import edge_agent.sinks.ledger"),
-    ("ledger client, deferred to the first batch (web3, eth-account)",
-     "import ledger_client.chain, ledger_client.evmkey, eth_account"),
+    ("ledger client, deferred to the first batch (raw JSON-RPC, cryptography signer)",
+     "import ledger_client.rpc_registry, ledger_client.signer"),
 ]
 TRACE_RUNNER = """
 import tracemalloc; tracemalloc.start(64)

@@ -243,6 +243,26 @@ class AnchorRegistry:
         """Broadcast a journaled raw tx; idempotent (see `tx.send_raw`), returns its hash."""
         return tx.send_raw(self.w3, raw, self.decoder)
 
+    # the transaction lifecycle the anchor sink asks about (`rpc_registry.RpcRegistry` has
+    # the same methods over raw JSON-RPC, which is what a gateway runs)
+    def nonce(self, address: str) -> int:
+        """The next nonce of `address`, counting its transactions in the node's pool."""
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(address),
+                                                     "pending"))
+
+    def suggest_fees(self, gas_price: int | None = None) -> Fees:
+        return tx.suggest_fees(self.w3, gas_price)
+
+    def tx_state(self, tx_hash: bytes) -> tx.TxState:
+        return tx.tx_state(self.w3, tx_hash)[0]
+
+    def receipt(self, tx_hash: bytes) -> TxReceipt | None:
+        """The receipt of a mined tx, None while pending or unknown to the node."""
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
     def receipt_event(self, tx_hash: bytes) -> AnchorEvent | None:
         """The Anchored event of a mined tx; None while pending (or unknown to the node).
 

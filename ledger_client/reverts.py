@@ -28,14 +28,10 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from ledger_client.errors import ContractRevert
+from ledger_client.evmtx import KNOWN_TX as KNOWN_TX  # re-exported: defined without web3
+from ledger_client.evmtx import NONCE_LOW as NONCE_LOW
+from ledger_client.evmtx import UNDERPRICED as UNDERPRICED
 
-# How geth/anvil/Besu/eth-tester word "I already have this tx", "nonce already used" and
-# "your fee is too low" (including Besu's "below configured minimum gas price").
-KNOWN_TX = re.compile(r"already known|known transaction|already imported|already in pool", re.I)
-NONCE_LOW = re.compile(r"nonce too low|nonce_too_low|expected (\d+), but got (\d+)", re.I)
-UNDERPRICED = re.compile(
-    r"underpriced|fee cap less than|fee per gas less than|below (the )?(configured )?min"
-    r"|gas price (is )?too low|less than block base fee|fee cap below", re.I)
 STD_ERRORS = {
     bytes.fromhex("08c379a0"): ("Error", ["string"]),
     bytes.fromhex("4e487b71"): ("Panic", ["uint256"]),

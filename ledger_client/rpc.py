@@ -38,6 +38,17 @@ class HttpStatus(Unreachable):
     """The URL answers HTTP, but with an error status: not a JSON-RPC node we can use there."""
 
 
+class RpcError(ChainError):
+    """The node answered a request with a JSON-RPC error. `code`, `reason` (the node's
+    message) and `data` (revert bytes of a failed eth_call, as the node sent them) let a
+    caller tell a revert from a refused transaction without parsing our message."""
+
+    def __init__(self, message: str, *, code: Any = None, reason: str = "",
+                 data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.data = code, reason, data
+
+
 class JsonRpc:
     """JSON-RPC over HTTP(S) to one node. `call` sends one request, `batch` many in one round
     trip (or one by one if the node refuses batches)."""
@@ -107,5 +118,8 @@ class JsonRpc:
         if error is not None:
             message = error.get("message", error) if isinstance(error, dict) else error
             code = f" (code {error.get('code')})" if isinstance(error, dict) else ""
-            raise ChainError(f"the ledger at {self.url} refused {method}: {message}{code}")
+            raise RpcError(f"the ledger at {self.url} refused {method}: {message}{code}",
+                           code=error.get("code") if isinstance(error, dict) else None,
+                           reason=str(message),
+                           data=error.get("data") if isinstance(error, dict) else None)
         return reply["result"]

@@ -9,11 +9,8 @@ function here works on raw signed bytes, which is what the agent journals before
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-import rlp
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
@@ -22,47 +19,15 @@ from web3.types import TxParams, TxReceipt
 
 from ledger_client import reverts
 from ledger_client.errors import ChainError, NonceConsumed, Underpriced
-from ledger_client.reverts import KNOWN_TX, NONCE_LOW, UNDERPRICED, RevertDecoder
+from ledger_client.evmtx import KNOWN_TX, NONCE_LOW, UNDERPRICED, fees_from
+from ledger_client.evmtx import Fees as Fees  # re-exported: defined without web3
+from ledger_client.evmtx import RawTx as RawTx
+from ledger_client.evmtx import TxState as TxState
+from ledger_client.evmtx import decode_raw as decode_raw
+from ledger_client.reverts import RevertDecoder
 
 Sender = str | LocalAccount
 """An unlocked node account (eth-tester, anvil) or a local key that signs here."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fees:
-    """Either a legacy gas price, or EIP-1559 max fee + priority fee (wei)."""
-
-    gas_price: int | None = None
-    max_fee: int | None = None
-    tip: int | None = None
-
-    @property
-    def legacy(self) -> bool:
-        return self.gas_price is not None
-
-    def fields(self) -> dict[str, int]:
-        if self.gas_price is not None:
-            return {"gasPrice": self.gas_price}
-        assert self.max_fee is not None and self.tip is not None
-        return {"type": 2, "maxFeePerGas": self.max_fee, "maxPriorityFeePerGas": self.tip}
-
-    def bumped(self, floor: Fees | None = None) -> Fees:
-        """Fees a node accepts as a replacement (geth and Besu want >= 10% more on every
-        field; 12.5% + 1 wei clears that), and at least `floor` (what the chain asks now)."""
-
-        def up(value: int | None, minimum: int | None) -> int:
-            v = value or 0
-            return max(v + v // 8 + 1, minimum or 0)
-
-        if self.legacy:
-            return Fees(gas_price=up(self.gas_price, floor.gas_price if floor else None))
-        tip = up(self.tip, floor.tip if floor else None)
-        max_fee = max(up(self.max_fee, floor.max_fee if floor else None), tip)
-        return Fees(max_fee=max_fee, tip=tip)
-
-    def cost_cap(self) -> int:
-        """The most this pays per gas."""
-        return self.gas_price if self.gas_price is not None else (self.max_fee or 0)
 
 
 def suggest_fees(w3: Web3, gas_price: int | None = None) -> Fees:
@@ -73,51 +38,14 @@ def suggest_fees(w3: Web3, gas_price: int | None = None) -> Fees:
         return Fees(gas_price=gas_price)
     base_fee = w3.eth.get_block("latest").get("baseFeePerGas")
     if base_fee is None:
-        return Fees(gas_price=w3.eth.gas_price)
-    tip = w3.eth.max_priority_fee if base_fee else 0
-    return Fees(max_fee=2 * base_fee + tip, tip=tip)
-
-
-@dataclass(frozen=True, slots=True)
-class RawTx:
-    """The fields of a signed tx that the agent needs back from journaled bytes."""
-
-    nonce: int
-    fees: Fees
-    hash: bytes
-
-
-def decode_raw(raw: bytes) -> RawTx:
-    """Nonce and fees of a signed legacy (RLP list) or EIP-1559 (0x02 || RLP) transaction."""
-    try:
-        if raw[:1] == b"\x02":
-            f = rlp.decode(raw[1:])
-            fees = Fees(max_fee=_int(f[3]), tip=_int(f[2]))
-            nonce = _int(f[1])
-        elif raw[:1] and raw[0] >= 0xC0:
-            f = rlp.decode(raw)
-            fees, nonce = Fees(gas_price=_int(f[1])), _int(f[0])
-        else:
-            raise ValueError(f"unsupported transaction type 0x{raw[:1].hex()}")
-    except (rlp.DecodingError, IndexError, TypeError) as exc:
-        raise ValueError(f"not a signed transaction: {exc}") from exc
-    return RawTx(nonce, fees, keccak(raw))
-
-
-def _int(field: Any) -> int:
-    return int.from_bytes(field, "big")
+        return fees_from(None, None, w3.eth.gas_price, 0)
+    return fees_from(None, base_fee, 0, w3.eth.max_priority_fee if base_fee else 0)
 
 
 def sign(account: LocalAccount, tx: dict[str, Any], fees: Fees) -> tuple[bytes, bytes]:
     """Sign `tx` with `fees`; returns (raw, hash)."""
     signed = account.sign_transaction({**tx, **fees.fields()})
     return bytes(signed.raw_transaction), bytes(signed.hash)
-
-
-class TxState(Enum):
-    MINED = "mined"  # a receipt exists (successful or reverted)
-    PENDING = "pending"  # the node has it in its pool
-    UNKNOWN = "unknown"  # the node has never seen it, or dropped it
 
 
 def tx_state(w3: Web3, tx_hash: bytes) -> tuple[TxState, TxReceipt | None]:

@@ -1,10 +1,11 @@
 """What the agent loads at start, and the readings uplink's linger as a gateway.toml setting.
 
 After a power cut the gateway must be reading again within 2 s, so `sealtrail agent run`
-imports only the sources and sinks its configuration names, and the ledger client (web3,
-eth-account) only when the first batch is to be anchored. The import checks run the real
-command in a fresh interpreter, stop it once it told systemd READY (its own NOTIFY_SOCKET
-message, the event to wait on), and look at its `sys.modules`. How long start-up takes is
+imports only the sources and sinks its configuration names, and the ledger client (raw
+JSON-RPC; never web3 or eth-account) only when the first batch is to be anchored. The import
+checks run the real command in a fresh interpreter, stop it once it told systemd READY (its
+own NOTIFY_SOCKET message, the event to wait on) or /metrics shows an anchored batch, and
+look at its `sys.modules`. How long start-up takes is
 measured in bench/startup.py, not asserted here.
 """
 
@@ -44,6 +45,35 @@ RUN_UNTIL_READY = textwrap.dedent("""
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=stop_when_ready, daemon=True).start()
+    code = main(["agent", "run", "-c", sys.argv[1], "--log-level", "warning"])
+    print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+""")
+
+
+RUN_UNTIL_ANCHORED = textwrap.dedent("""
+    import faulthandler, json, os, signal, sys, threading, time, urllib.request
+    from sealtrail.cli import main
+
+    faulthandler.dump_traceback_later(90, exit=True)  # a hang shows where, in stderr
+
+    def anchored_through():
+        url = f"http://127.0.0.1:{sys.argv[2]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            if line.startswith("sealtrail_anchored_through_seq "):
+                return float(line.split()[1])
+        return 0
+
+    def stop_when_anchored():
+        while anchored_through() < 1:  # /metrics reads the journal's anchored prefix
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_anchored, daemon=True).start()
     code = main(["agent", "run", "-c", sys.argv[1], "--log-level", "warning"])
     print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """)
@@ -100,6 +130,47 @@ max_age_s = 3600
 """))
     assert "edge_agent.sinks.ledger" in modules and "edge_agent.sinks.anchor" in modules
     assert _loaded(modules, ("web3", "eth_account", "eth_tester", "ledger_client.chain")) == []
+
+
+@pytest.mark.integration
+def test_an_agent_that_anchored_a_batch_never_imported_web3_or_eth_account(tmp_path) -> None:
+    """The gateway's ledger client is raw JSON-RPC with a `cryptography` signer (issue 16:
+    web3 and eth-account were ~50 MB of a gateway's RSS): after a batch is anchored on a real
+    node, none of web3, eth-account, eth-keys or eth-utils was imported."""
+    from anvil_node import deploy_and_register, running, write_key
+
+    from ledger_client.keys import load_key, public_hex
+
+    config = _config(tmp_path)
+    port = free_port()
+    text = config.read_text().replace('journal = "journal.db"',
+                                      'journal = "journal.db"\nheartbeat_s = 1')
+    with running(tmp_path) as anvil:
+        pubkey = bytes.fromhex(public_hex(load_key(tmp_path / "gateway.key")))
+        registry, _, submitter = deploy_and_register(anvil, "gw-start-01", pubkey)
+        write_key(tmp_path / "evm.key", submitter)
+        config.write_text(text.split("[metrics]")[0] + f"""
+[ledger]
+rpc = "{anvil.url}"
+contract = "{registry.address}"
+chain_id = {anvil.chain_id}
+evm_key = "evm.key"
+max_age_s = 1
+poll_s = 0.2
+
+[metrics]
+listen = "127.0.0.1:{port}"
+""")
+        proc = subprocess.run([sys.executable, "-c", RUN_UNTIL_ANCHORED, str(config), str(port)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.splitlines()[-1])
+        assert result["code"] == 0, proc.stderr[-3000:]
+        assert registry.root("gw-start-01", 1) is not None  # anchored on chain, not only said
+    modules = set(result["modules"])
+    assert "ledger_client.rpc_registry" in modules and "ledger_client.signer" in modules
+    assert _loaded(modules, ("web3", "eth_account", "eth_keys", "eth_utils", "eth_tester",
+                             "ledger_client.chain", "ledger_client.tx")) == []
 
 
 # --- customs.readings_linger_s -------------------------------------------------------------

@@ -24,9 +24,9 @@ What goes wrong on a real ledger, and what the submitter does:
   starts with an eth_call of the anchor, so a permanent refusal (gateway revoked) costs no gas.
 The contract accepts batch k only after batch k-1 and only for the next seq range, so whatever
 happens no batch is anchored twice and none is skipped; the journal keeps the batches' ranges.
-Ledger calls are blocking web3 calls, run in a worker thread. Nothing of web3 is imported
-here: a registry is handed in, and the ledger modules are loaded by the calls that need them,
-so a gateway pays for web3 when its first batch is submitted, not at start (sinks/ledger.py).
+Ledger calls are blocking calls, run in a worker thread. Nothing of web3 is imported here: a
+registry is handed in, either `rpc_registry.RpcRegistry` (raw JSON-RPC, what a gateway runs:
+no web3 at all, sinks/ledger.py) or the web3 `chain.AnchorRegistry` (tests, demo).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
 from ledger_client.abi import AnchorEvent
 from ledger_client.errors import ChainError, ContractRevert, NonceConsumed, Underpriced
+from ledger_client.evmtx import Fees, TxState, decode_raw
 from ledger_client.merkle import MerkleTree, leaf_hash
 from sealtrail.backoff import Backoff
 
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from ledger_client.chain import AnchorRegistry
+    from ledger_client.rpc_registry import RpcRegistry
+    from ledger_client.signer import Signer
 
 log = logging.getLogger(__name__)
 CURSOR = "anchor"
@@ -92,7 +95,8 @@ class AnchorSink:
     name = CURSOR
     settles = False  # its cursor moves per batch, not per record: shutdown does not wait on it
 
-    def __init__(self, journal: Journal, registry: AnchorRegistry, account: LocalAccount,
+    def __init__(self, journal: Journal, registry: AnchorRegistry | RpcRegistry,
+                 account: LocalAccount | Signer,
                  policy: BatchPolicy | None = None):
         self.journal = journal
         self.registry = registry
@@ -229,7 +233,7 @@ class AnchorSink:
     def _sign(self, batch: Batch) -> Batch:
         args = (batch.batch_seq, batch.root, batch.first_seq, batch.tree_size)
         self.registry.preflight_anchor(self.account.address, *args)
-        nonce = self.registry.w3.eth.get_transaction_count(self.account.address, "pending")
+        nonce = self.registry.nonce(self.account.address)
         raw, tx_hash = self.registry.build_anchor_tx(self.account, *args, nonce=nonce,
                                                      gas_price=self.policy.gas_price_wei)
         # Durable before it exists anywhere else: a crash now re-sends these exact bytes.
@@ -259,12 +263,11 @@ class AnchorSink:
         """A sent tx that is not mined after `stuck_after_s`: re-broadcast or replace it."""
         if time.monotonic() - self._sent_at[batch.batch_seq] < self.policy.stuck_after_s:
             return batch
-        from ledger_client import tx
         assert batch.tx_hash is not None
-        state, _ = tx.tx_state(self.registry.w3, batch.tx_hash)
-        if state is tx.TxState.MINED:
+        state = self.registry.tx_state(batch.tx_hash)
+        if state is TxState.MINED:
             return batch  # mined just now: the next pass records it
-        if state is tx.TxState.UNKNOWN:
+        if state is TxState.UNKNOWN:
             log.warning("batch %d: tx 0x%s is not in the node's pool; re-broadcasting",
                         batch.batch_seq, batch.tx_hash.hex())
             self.counts["rebroadcast"] += 1
@@ -273,16 +276,15 @@ class AnchorSink:
 
     def _replace(self, batch: Batch) -> Batch:
         """Same nonce, higher fees; journaled before broadcast like the first signature."""
-        from ledger_client import tx
         assert batch.raw_tx is not None
-        old = tx.decode_raw(batch.raw_tx)
+        old = decode_raw(batch.raw_tx)
         if self.policy.gas_price_wei == 0:
             self._sent_at[batch.batch_seq] = time.monotonic()
             return batch  # zero-gas network: nothing to outbid; re-broadcast when forgotten
-        floor = tx.suggest_fees(self.registry.w3, self.policy.gas_price_wei)
+        floor = self.registry.suggest_fees(self.policy.gas_price_wei)
         if floor.legacy != old.fees.legacy:
             cap = floor.cost_cap()
-            floor = tx.Fees(gas_price=cap) if old.fees.legacy else tx.Fees(max_fee=cap, tip=cap)
+            floor = Fees(gas_price=cap) if old.fees.legacy else Fees(max_fee=cap, tip=cap)
         fees = old.fees.bumped(floor)
         if self.policy.max_fee_wei is not None and fees.cost_cap() > self.policy.max_fee_wei:
             log.warning("batch %d: a replacement would pay %d wei/gas, above max_fee_wei %d; "
@@ -309,7 +311,7 @@ class AnchorSink:
                                  f"not the journal's {batch.root.hex()}")
         self._sent_at.pop(batch.batch_seq, None)
         # already deep enough (0 confirmations, or found late): one journal write, not two
-        depth = (self.registry.w3.eth.block_number - event.block_number
+        depth = (self.registry.head_block() - event.block_number
                  if self.policy.confirmations else 0)
         status = "anchored" if depth >= self.policy.confirmations else "mined"
         self.journal.update_batch(
@@ -325,12 +327,8 @@ class AnchorSink:
 
     def _follow_mined(self, batch: Batch) -> str:
         """Confirmations for a mined batch, and what a reorg did to it since the last look."""
-        from web3.exceptions import TransactionNotFound
         assert batch.tx_hash is not None
-        try:
-            receipt = self.registry.w3.eth.get_transaction_receipt(batch.tx_hash)
-        except TransactionNotFound:
-            receipt = None
+        receipt = self.registry.receipt(batch.tx_hash)
         if receipt is not None and receipt["status"] == 1:
             if bytes(receipt["blockHash"]) == batch.block_hash:
                 return self._confirm(batch)
@@ -350,7 +348,7 @@ class AnchorSink:
 
     def _confirm(self, batch: Batch) -> str:
         assert batch.block_number is not None
-        depth = self.registry.w3.eth.block_number - batch.block_number
+        depth = self.registry.head_block() - batch.block_number
         if depth < self.policy.confirmations:
             return "mined"
         self.journal.update_batch(batch.batch_seq, status="anchored")

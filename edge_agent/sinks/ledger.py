@@ -1,12 +1,14 @@
 """The anchor sink as gateway.toml configures it: the ledger client made when first needed.
 
-A gateway must be reading within 2 s of power coming back, and web3 with eth-account is
-~1 s of imports on this project's VM (more on a Pi) and ~35 MB of RSS (deploy/raspberry-pi.md,
-"Start-up and memory"). Nothing of the ledger is needed before a batch closes (max_age_s,
-60 s by default, or a critical alert), so `LedgerAnchor` runs the anchor sink from the first
-second (it closes batches from the journal alone) and hands it a registry and an account that
-are made on first use, in the sink's worker thread: connect, check the chain id, the contract
-and this gateway's registration, load the EVM key.
+A gateway must be reading within 2 s of power coming back, and its steady RSS with anchoring
+on must stay under 80 MB (issue 16). The ledger client is therefore `rpc_registry.RpcRegistry`
+(raw JSON-RPC) with a `signer.Signer` (secp256k1 through `cryptography`): web3 and eth-account,
+~50 MB of RSS and ~1 s of imports, are never loaded by an agent. Nothing of the ledger is
+needed before a batch closes (max_age_s, 60 s by default, or a critical alert), so
+`LedgerAnchor` runs the anchor sink from the first second (it closes batches from the journal
+alone) and hands it a registry and an account that are made on first use, in the sink's worker
+thread: connect, check the chain id, the contract and this gateway's registration, load the
+EVM key.
 
 A ledger that is unreachable, or on another chain, fails that first use; the sink's own retry
 (capped, jittered backoff) tries again while ingest and alerts carry on, as before: a truck
@@ -27,11 +29,11 @@ from edge_agent.journal import Journal
 from edge_agent.sinks.anchor import AnchorConflict, AnchorSink, BatchPolicy
 from edge_agent.stats import ComponentStats
 from edge_agent.tail import JournalTail
+from ledger_client.errors import ChainError
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
-    from ledger_client.chain import AnchorRegistry
+    from ledger_client.rpc_registry import RpcRegistry
+    from ledger_client.signer import Signer
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +109,20 @@ class LedgerAnchor:
     def stats(self) -> ComponentStats:
         return self.sink.stats()
 
-    def _load_account(self) -> LocalAccount:
-        from ledger_client.evmkey import load_account
-        return load_account(self.cfg.evm_key)
+    def _load_account(self) -> Signer:
+        from ledger_client.signer import Signer
+        return Signer.from_file(self.cfg.evm_key)
 
-    def _connect(self) -> AnchorRegistry:
-        from ledger_client import chain
+    def _connect(self) -> RpcRegistry:
+        from ledger_client.rpc import JsonRpc
+        from ledger_client.rpc_registry import RpcRegistry
         self._asked = True
         cfg, gateway_id = self.cfg, self.journal.gateway_id
-        w3 = chain.connect(cfg.rpc, poa=cfg.poa, timeout=cfg.timeout_s, chain_id=cfg.chain_id)
-        registry = chain.AnchorRegistry(w3, cfg.contract, from_block=cfg.from_block)
+        registry = RpcRegistry(JsonRpc(cfg.rpc, timeout=cfg.timeout_s), cfg.contract,
+                               from_block=cfg.from_block)
+        if registry.chain_id != cfg.chain_id:
+            raise ChainError(f"{cfg.rpc} is chain {registry.chain_id}, not the expected "
+                             f"chain {cfg.chain_id}")
         registry.check_deployed()
         info = registry.gateway(gateway_id)
         submitter = self._account.address
