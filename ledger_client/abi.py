@@ -13,18 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from Crypto.Hash import keccak as _keccak  # pycryptodome: a dependency of its own (README)
+
 from sealtrail.errors import UsageError
 
-try:  # pycryptodome directly: web3 requires it (eth-hash[pycryptodome]); 25 ms less import
-    from Crypto.Hash import keccak as _keccak
 
-    def keccak(data: bytes) -> bytes:
-        return bytes(_keccak.new(digest_bits=256, data=data).digest())
-except ImportError:  # pragma: no cover - another eth-hash backend
-    from eth_hash.auto import keccak as _auto
+def keccak(data: bytes) -> bytes:
+    """Ethereum's keccak-256 (not NIST SHA3-256: the padding differs)."""
+    return bytes(_keccak.new(digest_bits=256, data=data).digest())
 
-    def keccak(data: bytes) -> bytes:
-        return bytes(_auto(data))
 
 ANCHORED_SIG = "Anchored(bytes32,uint64,bytes32,uint64,uint64,bytes32)"
 ANCHORED_TOPIC = keccak(ANCHORED_SIG.encode())

@@ -25,7 +25,8 @@ from typing import NamedTuple
 from sealtrail.errors import EXIT_FAILED, EXIT_INTERNAL, SealTrailError
 
 EXTRAS = {"psycopg": "customs", "psycopg_pool": "customs", "starlette": "customs",
-          "uvicorn": "customs", "argon2": "customs", "eth_tester": "demo"}
+          "uvicorn": "customs", "argon2": "customs", "web3": "customs", "eth_account": "customs",
+          "eth_tester": "demo"}
 """Modules of optional dependency groups (pyproject.toml): a gateway install has none of them,
 so a command that needs one says which extra to install instead of failing on an import."""
 
