@@ -4,8 +4,8 @@ eth-account (with eth_keys, eth_utils and friends) costs a gateway ~30 MB of RSS
 kind of transaction. `cryptography` is already loaded (Ed25519 record signatures, TLS) and does
 ECDSA on SECP256K1 in OpenSSL; what Ethereum adds is small: the address (keccak of the public
 key), low-s signatures (EIP-2), the recovery id (which of the two curve points with x = r was
-the nonce point, so nodes can recover the sender), and RLP. The recovery id is found with a
-few lines of affine secp256k1 arithmetic (a few ms per signature, once per batch).
+the nonce point, so nodes can recover the sender), and RLP. The recovery id comes from the
+nonce point itself, recomputed from the signature and our key (see `Signer.sign_digest`).
 tests/test_signer.py holds the transactions to eth-account's decoding and recovery.
 """
 
@@ -21,52 +21,8 @@ from ledger_client.abi import keccak, to_checksum
 from ledger_client.evmkey import EvmKeyError, read_private_key
 from ledger_client.evmtx import Fees, RlpInput, rlp_encode
 
-P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-G = (0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798,
-     0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
-Point = tuple[int, int] | None  # None: the point at infinity
-
-
-def _add(a: Point, b: Point) -> Point:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if a[0] == b[0]:
-        if (a[1] + b[1]) % P == 0:
-            return None
-        slope = 3 * a[0] * a[0] * pow(2 * a[1], -1, P) % P
-    else:
-        slope = (b[1] - a[1]) * pow(b[0] - a[0], -1, P) % P
-    x = (slope * slope - a[0] - b[0]) % P
-    return x, (slope * (a[0] - x) - a[1]) % P
-
-
-def _mul(k: int, point: Point) -> Point:
-    result: Point = None
-    while k:
-        if k & 1:
-            result = _add(result, point)
-        point = _add(point, point)
-        k >>= 1
-    return result
-
-
-def recover(z: bytes, r: int, s: int, recid: int) -> tuple[int, int] | None:
-    """The public key that signed digest `z` as (r, s) with nonce point R = (r, y of parity
-    recid): Q = r^-1 (sR - zG). None when no such R is on the curve."""
-    x = r
-    y_squared = (pow(x, 3, P) + 7) % P
-    y = pow(y_squared, (P + 1) // 4, P)
-    if y * y % P != y_squared:
-        return None
-    if y & 1 != recid:
-        y = P - y
-    e = int.from_bytes(z, "big") % N
-    r_inv = pow(r, -1, N)
-    point = _add(_mul(s * r_inv % N, (x, y)), _mul((-e * r_inv) % N, G))
-    return point
+"""The order of secp256k1's group."""
 
 
 class Signer:
@@ -76,9 +32,9 @@ class Signer:
         number = int.from_bytes(private_key, "big")
         if len(private_key) != 32 or not 0 < number < N:
             raise EvmKeyError("not a secp256k1 private key (32 bytes, 1..N-1)")
+        self._d = number
         self._key = ec.derive_private_key(number, ec.SECP256K1())
         public = self._key.public_key().public_numbers()
-        self.public_point = (public.x, public.y)
         raw_public = public.x.to_bytes(32, "big") + public.y.to_bytes(32, "big")
         self.address = to_checksum("0x" + keccak(raw_public)[12:].hex())
 
@@ -88,15 +44,21 @@ class Signer:
         return cls(read_private_key(path))
 
     def sign_digest(self, z: bytes) -> tuple[int, int, int]:
-        """(recid, r, s) over the 32-byte digest `z`, s in the low half (EIP-2)."""
+        """(recid, r, s) over the 32-byte digest `z`, s in the low half (EIP-2).
+
+        The recovery id is the parity of y of the nonce point R. We hold the private key d, so
+        the nonce is k = s^-1 (z + r d) mod N and R = kG, which OpenSSL computes (one scalar
+        multiplication in C, microseconds; for s flipped to N - s this gives -R, whose parity
+        is the flipped signature's recovery id)."""
         der = self._key.sign(z, ec.ECDSA(Prehashed(hashes.SHA256())))  # SHA256: only its size
         r, s = decode_dss_signature(der)
         if s > N // 2:
             s = N - s
-        for recid in (0, 1):
-            if recover(z, r, s, recid) == self.public_point:
-                return recid, r, s
-        raise ValueError("no recovery id reproduces this key (r >= N - P, odds 2**-128)")
+        k = pow(s, -1, N) * (int.from_bytes(z, "big") % N + r * self._d) % N
+        nonce_point = ec.derive_private_key(k, ec.SECP256K1()).public_key().public_numbers()
+        if nonce_point.x != r:  # r = R.x mod N with R.x >= N: odds 2**-128
+            raise ValueError("the nonce point's x is not r; sign again")
+        return nonce_point.y & 1, r, s
 
     def sign_transaction(self, *, nonce: int, gas: int, to: str, value: int, data: bytes,
                          chain_id: int, fees: Fees) -> tuple[bytes, bytes]:
