@@ -49,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the broker, anvil and customs helpers of the tests
 
+from benchreport import finish  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 GW = "gw-soak-01"
@@ -449,12 +450,7 @@ def main() -> None:
         "agent_exit": code, "backlog": drain, "cpus": os.cpu_count(),
         "goals": {"bytes_per_reading_max": 1500, "ratio_min": 0.25, "drain_rss_mb_max": 120},
     }
-    print(json.dumps(result))
-    if not args.keep:
-        import shutil
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work directory kept: {work}", file=sys.stderr)
+    finish(result, work, args.keep)
 
 
 if __name__ == "__main__":

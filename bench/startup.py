@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the broker and anvil helpers of the t
 sys.path.insert(0, str(ROOT))
 
 from agent_soak import metrics as soak_metrics  # noqa: E402
+from benchreport import finish  # noqa: E402
 
 from sealtrail.cli import COMMANDS  # noqa: E402
 
@@ -417,12 +418,7 @@ def main() -> None:
         sim.send_signal(signal.SIGTERM)
         sim.wait(30)
     result["goals"] = {"reading_within_s": 2.0, "steady_rss_mb_max": 80, "help_s_max": 0.5}
-    print(json.dumps(result))
-    if not args.keep:
-        import shutil
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work directory kept: {work}", file=sys.stderr)
+    finish(result, work, args.keep)
 
 
 if __name__ == "__main__":
