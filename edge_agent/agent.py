@@ -109,7 +109,10 @@ class Agent:
 
     async def emit(self, item: Item) -> None:
         """What sources call: waits while the queue is full (that is the backpressure)."""
-        await self.queue.put(item)
+        if self.queue.full():
+            await self.queue.put(item)
+        else:  # what put() does then, without a coroutine per reading
+            self.queue.put_nowait(item)
         if type(item) is Draft:
             self._drafts_queued += 1
             if item.kind == "alert":

@@ -63,6 +63,37 @@ def test_append_assigns_contiguous_seqs_that_continue_after_reopen(tmp_path, key
     assert report.count == 7
 
 
+def test_reads_answered_from_memory_are_what_the_file_holds(tmp_path, key, monkeypatch) -> None:
+    """The newest records are read from memory (records.RECENT): every read, inside, across
+    and beyond that window, after failed and successful appends, equals the file's answer."""
+    monkeypatch.setattr("edge_agent.journal.records.RECENT", 7)
+    path = tmp_path / "j.db"
+    journal = Journal(path, gateway_id="gw-1", key=key)
+    assert journal.read_after(0) == []
+    sizes = [1, 3, 5, 2, 9, 4]
+    for n, size in enumerate(sizes):
+        base = sum(sizes[:n])
+        journal.append([_gps(base + i) for i in range(size)])
+        with pytest.raises(RecordError):  # a failed append adds nothing to memory either
+            journal.append([Draft(1, "gps", "gps0", {"x": 0.5})])
+    file = Journal(path, gateway_id="gw-1", key=key)  # a fresh object: nothing in memory
+    head = sum(sizes)
+    assert journal.head()[0] == head
+    for after in range(head + 2):
+        for limit in (1, 2, 5, 1000):
+            assert journal.read_after(after, limit) == file.read_after(after, limit)
+    for first in range(1, head + 2):
+        for last in range(first - 1, head + 2):
+            assert journal.range(first, last) == file.range(first, last), (first, last)
+    db = sqlite3.connect(path)  # as retention prunes: delete, then forget them in memory
+    db.execute("DELETE FROM records WHERE seq <= ?", (head - 3,))
+    db.commit()
+    db.close()
+    journal._forget_recent_through(head - 3)
+    assert [s.seq for s in journal.read_after(0)] == [head - 2, head - 1, head]
+    assert journal.range(head - 4, head - 2) == file.range(head - 2, head - 2)
+
+
 def test_a_journal_refuses_another_gateway_or_key(tmp_path, key) -> None:
     path = tmp_path / "j.db"
     Journal(path, gateway_id="gw-1", key=key).close()

@@ -6,6 +6,13 @@ and state with what it produced from the records it read (cursors.py). Consumers
 from their cursor after a crash is what makes delivery at-least-once without bookkeeping
 elsewhere.
 
+The newest records are also kept in memory (``RECENT`` of them, as committed): every consumer
+reads each record just after its commit (the rules, the uplink, the anchor batcher), and
+answering those reads from the list ingest built costs nothing, where a query each costs the
+main loop a little per record (the loop that reads the sensors). Older reads, and anything
+after a restart, go to the file. The list follows the file because this object is its only
+writer: ``append`` extends it after each COMMIT, retention trims it when it prunes.
+
 Two guarantees customs relies on are kept here, where every record is signed: each alert's body
 names the seq of the gateway's previous alert (``prev_alert``, 0 for the first), so customs can
 tell which alerts it holds without gaps (ledger_client/acks.py); and an alert id is never
@@ -28,6 +35,9 @@ from ledger_client.records import GENESIS_PREV, record_hash
 _parse_at = json.JSONDecoder().raw_decode
 log = logging.getLogger(__name__)
 _COLUMNS = "seq, t_ms, kind, src, hash, signed"
+RECENT = 2048
+"""Committed records kept in memory for the consumers: ten seconds of a port's readings,
+about 1 MB, so a consumer a commit or two behind never reads the file."""
 
 
 class Draft(NamedTuple):
@@ -75,11 +85,16 @@ class RecordLog(JournalCore):
 
     duplicate_alerts: int = 0  # alert drafts dropped because their id was committed
     _last_alert: int = 0
+    _recent: tuple[int, list[Stored]] = (1, [])
+    """The seq of the first record in memory, and the newest records (contiguous, up to the
+    head). Replaced whole, never changed in place: a reader in another thread takes the pair
+    once and sees one consistent list."""
 
     def _load_log(self) -> None:
         row = self._one("SELECT MAX(seq) FROM alerts")
         self._last_alert = (row[0] if row else None) or 0
         self.duplicate_alerts = 0
+        self._recent = (self.head()[0] + 1, [])
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -99,7 +114,22 @@ class RecordLog(JournalCore):
             except BaseException:
                 self._last_alert = last_alert
                 raise
+            if stored:
+                first, recent = self._recent
+                if first + len(recent) != stored[0].seq:  # cannot happen with one writer
+                    recent = []
+                kept = (recent + stored)[-RECENT:]
+                self._recent = (kept[0].seq, kept)
         return stored
+
+    def _forget_recent_through(self, seq: int) -> None:
+        """Retention pruned the records up to `seq`: reads of them go to the file again
+        (which holds the ones it keeps, alerts and their evidence)."""
+        with self._wlock:
+            first, recent = self._recent
+            if seq >= first:
+                cut = min(len(recent), seq + 1 - first)
+                self._recent = (first + cut, recent[cut:])
 
     def _insert(self, db: sqlite3.Connection, drafts: Sequence[Draft]) -> list[Stored]:
         row = db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
@@ -144,6 +174,10 @@ class RecordLog(JournalCore):
         return (row[0], row[1]) if row else (0, None)
 
     def read_after(self, seq: int, limit: int = 1000) -> list[Stored]:
+        first, recent = self._recent
+        if seq + 1 >= first:
+            start = seq + 1 - first
+            return recent[start:start + limit]
         return self._stored(f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
                             (seq, limit))
 
@@ -160,6 +194,9 @@ class RecordLog(JournalCore):
                             (kind, (1 << 62) if before is None else before, limit))
 
     def range(self, first: int, last: int) -> list[Stored]:
+        start, recent = self._recent
+        if start <= first and last < start + len(recent):
+            return recent[first - start:last - start + 1]
         return self._stored(f"SELECT {_COLUMNS} FROM records WHERE seq BETWEEN ? AND ? "
                             "ORDER BY seq", (first, last))
 

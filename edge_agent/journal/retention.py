@@ -247,6 +247,7 @@ class Retention:
             db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
                        "value = excluded.value",
                        (PRUNED_RECORDS, str(int(row[0] if row else 0) + deleted)))
+        self.journal._forget_recent_through(last)
         return True, deleted
 
     @staticmethod
